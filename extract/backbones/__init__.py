@@ -1,0 +1,8 @@
+"""Backbones: readable model files that load the public checkpoints unchanged.
+
+    create(name, weights=PATH_OR_NONE) -> eval-mode nn.Module
+    get_spec(name) -> BackboneSpec (input spec, preprocessing, feature layer, checkpoint filter)
+"""
+from ._registry import BackboneSpec, create, get_spec, list_backbones, load_state_dict, register
+
+__all__ = ["BackboneSpec", "create", "get_spec", "list_backbones", "load_state_dict", "register"]

@@ -1,0 +1,79 @@
+"""One registry of backbones and their pretrained configs (timm style).
+
+Each model file registers a :class:`BackboneSpec`: how to build the module, what input it takes,
+how to preprocess decoded frames or audio for it, and how to adapt the keys of its public checkpoint.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    build: Callable[[], nn.Module]
+    modality: str  # "video" or "audio"
+    feature_dim: int  # size of the cached feature (for map outputs: channels, see feature_shape)
+    feature_layer: str  # what the cached output is, in the public model's terms
+    preprocess: Callable[..., torch.Tensor]  # decoded input -> the model's documented input
+    # video: frames per clip, (height, width) of the model input, and the rate frames are sampled at
+    clip_frames: int = 0
+    input_size: tuple[int, int] = (0, 0)
+    fps: float = 0.0
+    # audio: sample rate, and the fewest samples the model accepts (shorter input is zero-padded)
+    sample_rate: int = 0
+    min_samples: int = 0
+    feature_shape: tuple[int, ...] = ()  # the per-clip output shape; () means (feature_dim,)
+    checkpoint_filter: Callable[[Any], dict[str, torch.Tensor]] | None = None
+    weights: tuple[str, ...] = ()  # names in hl.extract.weights.REGISTRY that fit this backbone
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def list_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_state_dict(spec: BackboneSpec, path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file in its public format and return the state dict our module expects."""
+    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    if spec.checkpoint_filter is not None:
+        return spec.checkpoint_filter(obj)
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    return dict(obj)
+
+
+def create(name: str, weights: str | Path | None = None) -> nn.Module:
+    """Build backbone `name` in eval mode; load `weights` (a checkpoint in its public format) if given.
+
+    With ``weights=None`` the module keeps its random initialisation (for tests and benchmarks).
+    """
+    spec = get_spec(name)
+    model = spec.build()
+    if weights is not None:
+        state = load_state_dict(spec, weights)
+        model.load_state_dict(state, strict=True)
+    return model.eval()
