@@ -1,0 +1,206 @@
+"""Decoding: video frames with decord (frame-accurate indexing), the audio track streamed at 32 kHz mono.
+
+One :class:`VideoSource` per video serves every extractor of a run: frames are read by index in
+chunks (decord's ``get_batch``; never ``seek``, which lands on keyframes) at a working resolution
+small enough to be cheap and large enough for every backbone (short side 256 by default), and the audio
+track is decoded as a stream (PyAV's resampler to 32 kHz mono float), so memory does not grow with the
+video's length. Audio is trimmed or zero-padded to the video's duration (AAC priming/padding).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 32000
+WORKING_SHORT_SIDE = 256
+
+
+class DecodeError(RuntimeError):
+    """A video that cannot be decoded; the message is one line naming the file and the cause."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    has_audio: bool
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first[:200]
+
+
+def working_size(width: int, height: int, short_side: int = WORKING_SHORT_SIDE) -> tuple[int, int]:
+    """(width, height) to decode at: the short side scaled down to `short_side` (never up), even sizes."""
+    scale = min(1.0, short_side / min(width, height))
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+def has_audio_stream(path: str | Path) -> bool:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return len(container.streams.audio) > 0
+    except Exception:  # noqa: BLE001 - a file PyAV cannot open has no audio we can use
+        return False
+
+
+class VideoSource:
+    """Frames by index and the audio stream of one video file.
+
+    >>> src = VideoSource("clip.mp4")
+    >>> src.info.duration, src.frames(np.array([0, 10, 20])).shape   # (..., (3, H, W, 3)) uint8 RGB
+    """
+
+    def __init__(self, path: str | Path, short_side: int = WORKING_SHORT_SIDE, threads: int = 1):
+        import decord
+
+        self.path = str(path)
+        name = os.path.basename(self.path)
+        if not os.path.isfile(self.path):
+            raise DecodeError(f"{self.path}: no such file")
+        if os.path.getsize(self.path) == 0:
+            raise DecodeError(f"{self.path}: empty file")
+        try:
+            probe = decord.VideoReader(self.path, num_threads=threads)
+            width, height = probe[0].shape[1], probe[0].shape[0]
+            num_frames, fps = len(probe), float(probe.get_avg_fps())
+            del probe
+        except Exception as exc:  # decord raises DECORDError with a C++ trace
+            has_audio = has_audio_stream(self.path)
+            cause = "no video stream (audio-only file?)" if has_audio else "not a decodable video"
+            raise DecodeError(f"{self.path}: {cause} ({_one_line(exc)})") from None
+        if num_frames <= 0 or not fps > 0:
+            raise DecodeError(f"{self.path}: no frames or no frame rate (frames={num_frames}, fps={fps})")
+        w, h = working_size(width, height, short_side)
+        try:
+            self._reader = decord.VideoReader(self.path, width=w, height=h, num_threads=threads)
+        except Exception as exc:
+            raise DecodeError(f"{self.path}: cannot open at {w}x{h} ({_one_line(exc)})") from None
+        self.info = VideoInfo(self.path, num_frames, fps, width, height, has_audio_stream(self.path))
+        self.frame_size = (h, w)
+        log.debug("opened %s: %d frames at %.3f fps, %dx%d -> %dx%d",
+                  name, num_frames, fps, width, height, w, h)
+
+    def frames(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 RGB frames [N, H, W, 3] at the working size for (possibly repeated, unsorted) indices."""
+        indices = np.asarray(indices, dtype=np.int64)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        try:
+            batch = self._reader.get_batch(unique.tolist()).asnumpy()
+        except Exception as exc:
+            batch = self._frames_tolerant(unique, exc)
+        return batch[inverse]
+
+    def _frames_tolerant(self, unique: np.ndarray, exc: Exception) -> np.ndarray:
+        """A truncated file may index frames it cannot decode: fall back to the last decodable frame."""
+        out, last = [], None
+        for i in unique.tolist():
+            try:
+                last = self._reader.get_batch([i]).asnumpy()[0]
+            except Exception:
+                if last is None:
+                    raise DecodeError(f"{self.path}: cannot decode frame {i} ({_one_line(exc)})") from None
+            out.append(last)
+        log.warning("%s: some frames could not be decoded; repeated the last good frame", self.path)
+        return np.stack(out)
+
+    def audio_chunks(self, chunk_seconds: float = 30.0,
+                     sample_rate: int = AUDIO_RATE) -> Iterator[np.ndarray]:
+        """The audio track as consecutive float32 mono chunks at `sample_rate`, trimmed/zero-padded so that
+        their total length is exactly round(duration * sample_rate). Yields nothing if there is no track."""
+        if not self.info.has_audio:
+            return
+        total = int(round(self.info.duration * sample_rate))
+        emitted = 0
+        for chunk in _stream_audio(self.path, sample_rate, int(chunk_seconds * sample_rate)):
+            take = min(len(chunk), total - emitted)
+            if take <= 0:
+                break
+            emitted += take
+            yield chunk[:take]
+        if emitted < total:
+            yield np.zeros(total - emitted, dtype=np.float32)
+
+    def close(self) -> None:
+        self._reader = None
+
+
+def _stream_audio(path: str, sample_rate: int, chunk: int) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        container = av.open(path)
+    except Exception as exc:
+        raise DecodeError(f"{path}: cannot open the audio track ({_one_line(exc)})") from None
+    with container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        pending: list[np.ndarray] = []
+        size = 0
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().reshape(-1))
+                    size += pending[-1].size
+                if size >= chunk:
+                    data = np.concatenate(pending)
+                    yield data[:chunk]
+                    pending, size = [data[chunk:]], data.size - chunk
+        except av.error.FFmpegError as exc:  # a truncated track: keep what decoded, pad the rest
+            log.warning("%s: audio track ends early (%s)", path, _one_line(exc))
+        for out in resampler.resample(None):
+            pending.append(out.to_ndarray().reshape(-1))
+        if pending:
+            data = np.concatenate(pending)
+            if data.size:
+                yield data
+
+
+class AudioCursor:
+    """Serve increasing sample ranges [a, b) out of a chunked stream, keeping only what is still needed."""
+
+    def __init__(self, chunks: Iterator[np.ndarray]):
+        self._chunks = chunks
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._offset = 0  # absolute index of self._buffer[0]
+        self._done = False
+
+    def take(self, start: int, end: int) -> np.ndarray:
+        if start < self._offset:
+            raise ValueError(f"audio range starts at {start}, before the kept data at {self._offset}")
+        while not self._done and self._offset + len(self._buffer) < end:
+            try:
+                self._buffer = np.concatenate([self._buffer, next(self._chunks)])
+            except StopIteration:
+                self._done = True
+        lo, hi = start - self._offset, end - self._offset
+        out = self._buffer[lo:hi]
+        if len(out) < end - start:
+            out = np.concatenate([out, np.zeros(end - start - len(out), dtype=np.float32)])
+        return out
+
+    def release(self, before: int) -> None:
+        """Forget samples before absolute index `before`."""
+        drop = min(max(0, before - self._offset), len(self._buffer))
+        self._buffer = self._buffer[drop:]
+        self._offset += drop

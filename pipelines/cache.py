@@ -1,0 +1,274 @@
+"""The feature cache: HDF5 arrays per (video, extractor) and a Parquet index. The one contract between stages.
+
+Layout of a cache directory (readable without hl: h5py for arrays, pyarrow/pandas for tables)::
+
+    CACHE/
+      features/<extractor>/<key>.h5     one file per video x extractor
+          features   float32 [S, D]     one row per segment (clip extractors)
+          maps       uint8   [N, H, W]  saliency maps, chunked per frame, gzip (map extractors)
+          times      float64 [N]        time (s) of each map's target frame
+          segments   float64 [S, 2]     start/end seconds of each segment
+          valid      bool    [S]        False where the input was missing (e.g. no audio track)
+          attrs: video_id, source_path, fingerprint, extractor, config_hash, weights_hash, ...
+      index/<extractor>/<key>.parquet   one row per unit (INDEX_SCHEMA); read the folder as one table
+      manifest.parquet                  labels and splits, when imported (hl.data_manifests schema)
+
+Every file is written under a temporary name and renamed into place, so a killed run never leaves a half
+file and concurrent workers never share one. ``key`` is the video id made file-name safe.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT_VERSION = 1
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("source_path", pa.string()),
+        ("fingerprint", pa.string()),
+        ("extractor", pa.string()),
+        ("config_hash", pa.string()),
+        ("weights_hash", pa.string()),
+        ("status", pa.string()),  # "ok" or "failed"
+        ("error", pa.string()),  # one line, for failures
+        ("notes", pa.string()),  # e.g. "no audio track: zeros, valid=False"
+        ("segments", pa.int32()),
+        ("dim", pa.int32()),
+        ("file", pa.string()),  # relative to the cache root
+        ("duration_s", pa.float64()),
+        ("decode_s", pa.float64()),
+        ("model_s", pa.float64()),
+        ("total_s", pa.float64()),
+        ("created", pa.string()),
+    ]
+)
+
+_TMP_MARK = ".tmp-"
+
+
+def video_key(video_id: str) -> str:
+    """A file-name-safe key for a video id; ids that needed changing get a short hash so keys stay unique."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", video_id).strip(".") or "video"
+    if safe != video_id:
+        safe = f"{safe[:80]}-{hashlib.sha1(video_id.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def fingerprint(path: str | Path, block: int = 1 << 20) -> str:
+    """Content fingerprint: size plus SHA-1 of the first and last MiB (cheap for long videos)."""
+    size = os.path.getsize(path)
+    h = hashlib.sha1(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(block))
+        if size > block:
+            f.seek(max(block, size - block))
+            h.update(f.read(block))
+    return h.hexdigest()[:20]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _tmp_name(path: Path) -> Path:
+    owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return path.with_name(f".{path.name}{_TMP_MARK}{owner}")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class FeatureStore:
+    """Read and write one cache directory. Training, prediction and users' own jobs all go through here.
+
+    >>> store = FeatureStore("cache")
+    >>> store.index()                       # pandas DataFrame, one row per (video, extractor)
+    >>> x = store.features("v1", "i3d")     # float32 [S, 1024]
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- paths -------------------------------------------------------------------------------------------
+    def feature_path(self, video_id: str, extractor: str) -> Path:
+        return self.root / "features" / extractor / f"{video_key(video_id)}.h5"
+
+    def index_path(self, video_id: str, extractor: str) -> Path:
+        return self.root / "index" / extractor / f"{video_key(video_id)}.parquet"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.parquet"
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def write_unit(
+        self,
+        video_id: str,
+        extractor: str,
+        arrays: dict[str, np.ndarray],
+        attrs: dict[str, Any],
+        map_datasets: Iterable[str] = ("maps",),
+    ) -> Path:
+        """Write one (video, extractor) HDF5 file atomically. Arrays named in `map_datasets` are stored
+        uint8, chunked one frame per chunk and gzip-compressed; others as given (float32 for features)."""
+        path = self.feature_path(video_id, extractor)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(path)
+        try:
+            with h5py.File(tmp, "w") as f:
+                for name, arr in arrays.items():
+                    arr = np.asarray(arr)
+                    if name in map_datasets and arr.ndim == 3:
+                        f.create_dataset(
+                            name, data=arr.astype(np.uint8), chunks=(1, *arr.shape[1:]),
+                            compression="gzip", compression_opts=4, shuffle=True,
+                        )
+                    else:
+                        f.create_dataset(name, data=arr)
+                f.attrs["hl_format"] = FORMAT_VERSION
+                f.attrs["video_id"] = video_id
+                f.attrs["extractor"] = extractor
+                f.attrs["created"] = _now()
+                for k, v in attrs.items():
+                    f.attrs[k] = v if not isinstance(v, dict | list) else json.dumps(v)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def write_index_row(self, row: dict[str, Any]) -> Path:
+        """Write (replace) the index row of one unit atomically."""
+        full = {name: row.get(name) for name in INDEX_SCHEMA.names}
+        full["created"] = full["created"] or _now()
+        path = self.index_path(full["video_id"], full["extractor"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(path)
+        try:
+            pq.write_table(pa.Table.from_pylist([full], schema=INDEX_SCHEMA), tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def clean_stale(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files left by killed writers: those of dead processes on this host, and any older
+        than `older_than_s`. Returns how many were removed."""
+        removed, host, now = 0, socket.gethostname(), time.time()
+        for sub in ("features", "index"):
+            base = self.root / sub
+            if not base.exists():
+                continue
+            for p in base.rglob(f"*{_TMP_MARK}*"):
+                parts = p.name.split(_TMP_MARK, 1)[1].rsplit("-", 2)  # host, pid, random
+                owner_host, pid = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
+                dead = owner_host == host and pid.isdigit() and not _pid_alive(int(pid))
+                if dead or now - p.stat().st_mtime > older_than_s:
+                    p.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def index(self, extractor: str | None = None) -> pd.DataFrame:
+        """All index rows (or one extractor's) as a DataFrame with INDEX_SCHEMA's columns."""
+        base = self.root / "index" / (extractor or "")
+        files = sorted(p for p in base.rglob("*.parquet") if _TMP_MARK not in p.name) if base.exists() else []
+        if not files:
+            return INDEX_SCHEMA.empty_table().to_pandas()
+        table = pa.concat_tables([pq.read_table(p, schema=INDEX_SCHEMA) for p in files])
+        return table.to_pandas()
+
+    def row(self, video_id: str, extractor: str) -> dict[str, Any] | None:
+        path = self.index_path(video_id, extractor)
+        if not path.exists():
+            return None
+        return pq.read_table(path, schema=INDEX_SCHEMA).to_pylist()[0]
+
+    def is_done(self, video_id: str, extractor: str, fingerprint: str, config: str, weights: str,
+                include_failed: bool = True) -> bool:
+        """True when the unit was already computed (or already failed, if `include_failed`) from the same
+        content, config and weights, and its file is present."""
+        row = self.row(video_id, extractor)
+        if row is None or (row["fingerprint"], row["config_hash"], row["weights_hash"]) != (
+            fingerprint, config, weights
+        ):
+            return False
+        if row["status"] == "ok":
+            return (self.root / row["file"]).exists()
+        return include_failed
+
+    def videos(self, extractor: str | None = None) -> list[str]:
+        """Ids of videos with at least one successful unit (of `extractor`, if given)."""
+        idx = self.index(extractor)
+        return sorted(idx.loc[idx["status"] == "ok", "video_id"].unique().tolist())
+
+    def extractors(self) -> list[str]:
+        base = self.root / "features"
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
+    def _open(self, video_id: str, extractor: str) -> h5py.File:
+        path = self.feature_path(video_id, extractor)
+        if not path.exists():
+            raise KeyError(f"{self.root}: no {extractor!r} features for video {video_id!r}")
+        return h5py.File(path, "r")
+
+    def features(self, video_id: str, extractor: str) -> np.ndarray:
+        with self._open(video_id, extractor) as f:
+            return f["features"][()]
+
+    def segments(self, video_id: str, extractor: str) -> np.ndarray:
+        with self._open(video_id, extractor) as f:
+            return f["segments"][()]
+
+    def valid(self, video_id: str, extractor: str) -> np.ndarray:
+        with self._open(video_id, extractor) as f:
+            if "valid" in f:
+                return f["valid"][()]
+            return np.ones(len(f["segments"]), dtype=bool)
+
+    def maps(self, video_id: str, extractor: str, select: slice | np.ndarray = slice(None)) -> np.ndarray:
+        with self._open(video_id, extractor) as f:
+            return f["maps"][select]
+
+    def array(self, video_id: str, extractor: str, name: str) -> np.ndarray:
+        with self._open(video_id, extractor) as f:
+            return f[name][()]
+
+    def attrs(self, video_id: str, extractor: str) -> dict[str, Any]:
+        with self._open(video_id, extractor) as f:
+            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+
+    # -- manifest ----------------------------------------------------------------------------------------
+    def manifest(self) -> pd.DataFrame:
+        if not self.manifest_path.exists():
+            raise FileNotFoundError(f"{self.root}: no manifest.parquet (import one, or pass --manifest)")
+        return pd.read_parquet(self.manifest_path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
