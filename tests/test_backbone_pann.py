@@ -186,7 +186,7 @@ def test_sine_peaks_in_the_mel_bin_of_its_frequency(freq):
     t = torch.arange(32000) / 32000
     logmel = model.logmel(0.5 * torch.sin(2 * math.pi * freq * t)[None])  # [1, 1, 101, 64]
     assert logmel.shape == (1, 1, 101, 64)
-    melW = model.logmel_extractor.melW  # noqa: N806
+    melW = model.logmel_extractor.melW
     fft_bin = round(freq * 1024 / 32000)
     assert logmel[0, 0, 50].argmax() == melW[fft_bin].argmax()
     # log power: 0.5 amplitude, Hann-windowed 1024-point frame -> |X| ~ 0.5 * 512 / 2 = 128 at the peak bin

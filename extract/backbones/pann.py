@@ -141,7 +141,7 @@ class LogmelFilterBank(nn.Module):
     def __init__(self, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
                  fmin: float = FMIN, fmax: float = FMAX):
         super().__init__()
-        melW = slaney_mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).float()  # noqa: N806
+        melW = slaney_mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).float()
         self.melW = nn.Parameter(melW, requires_grad=False)
 
     def forward(self, power: torch.Tensor) -> torch.Tensor:
