@@ -1,0 +1,401 @@
+"""Stage 1 on Dask: one task per video, every extractor fed from one decoding pass, results cached.
+
+The driver lists the videos, skips units already in the cache (same content fingerprint, config and
+weights), and submits one task per remaining video to a Dask cluster: a ``LocalCluster`` by default, or an
+existing scheduler. Workers load each model once per process and write their HDF5 files and index rows
+themselves (atomically), so whatever finished before a crash stays finished.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hl.extract import segments as seg
+from hl.extract.decode import DecodeError, VideoSource
+from hl.extract.extractors import (
+    EXTRACTORS,
+    FALLBACKS,
+    WEIGHT_FREE,
+    ExtractorDef,
+    RunSettings,
+    extract_video,
+    extractor_config,
+    get_extractor,
+    weights_for,
+)
+from hl.extract.weights import weights_hash
+
+from .cache import FeatureStore, config_hash, fingerprint
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
+                    ".ts", ".mts", ".ogv"}
+
+
+class ExtractError(RuntimeError):
+    """A problem with the request itself (not with one video): bad folder, unknown extractor, ..."""
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    video_id: str
+    path: str
+    segments: tuple[tuple[float, float], ...] | None = None  # manifest-given windows, else fixed
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """One extractor as the workers run it."""
+
+    extractor: ExtractorDef
+    weights: str | None
+    weights_hash: str
+    config: dict
+
+
+@dataclass
+class VideoOutcome:
+    video_id: str
+    path: str
+    status: str  # "ok" | "failed" | "skipped"
+    error: str = ""
+    segments: int = 0
+    seconds: float = 0.0
+    extractors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExtractReport:
+    outcomes: list[VideoOutcome]
+    notices: list[str]
+    wall_s: float
+
+    @property
+    def failed(self) -> list[VideoOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def computed(self) -> list[VideoOutcome]:
+        return [o for o in self.outcomes if o.status == "ok"]
+
+    @property
+    def skipped(self) -> list[VideoOutcome]:
+        return [o for o in self.outcomes if o.status == "skipped"]
+
+
+# -- listing --------------------------------------------------------------------------------------------
+def discover_videos(root: str | Path) -> list[VideoItem]:
+    """Video files under `root` (recursively, hidden files skipped). The id is the path relative to `root`
+    without extension, so equal names in different sub-folders stay distinct."""
+    root = Path(root)
+    if root.is_file():
+        return [VideoItem(root.stem, str(root))]
+    if not root.is_dir():
+        raise ExtractError(f"{root}: no such folder")
+    items = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix.lower() in VIDEO_EXTENSIONS:
+            items.append(VideoItem(rel.with_suffix("").as_posix(), str(p)))
+    return items
+
+
+def attach_segments(items: list[VideoItem], manifest) -> list[VideoItem]:
+    """Use the windows of a manifest (hl.data_manifests schema) for the videos it lists."""
+    windows = {vid: tuple(map(tuple, g.sort_values("segment")[["start", "end"]].to_numpy().tolist()))
+               for vid, g in manifest.groupby("video_id")}
+    return [VideoItem(i.video_id, i.path, windows.get(i.video_id, windows.get(Path(i.path).stem))) for i in items]
+
+
+def plan_extractors(names: Iterable[str] | None, weights_dir: str | Path | None, settings: RunSettings,
+                    allow_random: bool = False) -> tuple[list[UnitPlan], list[str]]:
+    """Resolve extractor names into plans with their weights. Returns (plans, notices for the user).
+
+    With no names: every pretrained extractor whose weights are present, else the weight-free ones.
+    A named extractor without weights falls back (tased -> motion_saliency) or is an error, unless
+    `allow_random` (random-init weights: for tests and benchmarks only)."""
+    notices: list[str] = []
+    if names is None:
+        chosen = [d.name for d in EXTRACTORS.values()
+                  if d.needs_weights and d.sampling != "window" and weights_for(d, weights_dir)]
+        if not chosen:
+            chosen = list(WEIGHT_FREE)
+            notices.append(
+                "NO PRETRAINED WEIGHTS FOUND: extracting weight-free features only (stats, stats_audio). "
+                "They are far weaker than I3D/C3D/PANN features. See `hl weights list` / `hl weights download`."
+            )
+        names = chosen
+    plans = []
+    for name in names:
+        d = get_extractor(name)
+        weights = weights_for(d, weights_dir)
+        if d.needs_weights and weights is None and not allow_random:
+            if name in FALLBACKS:
+                notices.append(f"NO WEIGHTS FOR {name}: using the weight-free {FALLBACKS[name]} instead.")
+                d = get_extractor(FALLBACKS[name])
+            else:
+                raise ExtractError(
+                    f"no weights for {name!r} in the weights directory: `hl weights download` or "
+                    f"`hl weights add` them, or choose weight-free extractors (stats, stats_audio)"
+                )
+        elif d.needs_weights and weights is None:
+            notices.append(f"RANDOM WEIGHTS FOR {name}: features are meaningless except for speed tests.")
+        plans.append(UnitPlan(d, weights, weights_hash(weights), {}))
+    return plans, notices
+
+
+def _segment_spec(item: VideoItem, segment_seconds: float) -> str:
+    if item.segments is None:
+        return f"fixed:{segment_seconds:g}"
+    arr = np.asarray(item.segments, dtype=np.float64)
+    return "manifest:" + config_hash({"w": np.round(arr, 4).tolist()})
+
+
+# -- the task that runs on a worker ---------------------------------------------------------------------
+def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, settings: RunSettings,
+                  segment_seconds: float, torch_threads: int | dict[str, int] = 1,
+                  retry_failed: bool = False) -> VideoOutcome:
+    """Extract every planned unit of one video that the cache lacks; record failures as index rows.
+    Never raises for a bad video: the outcome says what happened."""
+    t_start = time.perf_counter()
+    store = FeatureStore(cache_root)
+    _set_threads(torch_threads)
+    try:
+        fp = fingerprint(item.path)
+    except OSError as exc:
+        return _fail_all(store, item, plans, "", segment_seconds, f"{item.path}: cannot read ({exc.strerror})")
+    spec = _segment_spec(item, segment_seconds)
+    todo = pending_units(store, item, plans, fp, spec, settings, retry_failed)
+    if not todo:
+        return VideoOutcome(item.video_id, item.path, "skipped", extractors=[p.extractor.name for p in plans])
+
+    try:
+        source = VideoSource(item.path, short_side=settings.short_side)
+        info = source.info
+        if item.segments is None:
+            segments = seg.fixed_segments(info.duration, segment_seconds)
+        else:
+            segments = seg.validate_segments(np.asarray(item.segments), info.duration)
+        emit = _progress_emitter(item.video_id)
+        result = extract_video(source, segments, [(p.extractor, p.weights) for p, _ in todo], settings,
+                               progress=emit)
+    except DecodeError as exc:
+        return _fail_all(store, item, [p for p, _ in todo], fp, segment_seconds, str(exc), settings, spec)
+    except Exception as exc:  # noqa: BLE001 - one bad video never stops the batch
+        log.debug("extraction failed for %s:\n%s", item.path, traceback.format_exc())
+        reason = f"{item.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return _fail_all(store, item, [p for p, _ in todo], fp, segment_seconds, reason, settings, spec)
+
+    total = time.perf_counter() - t_start
+    for p, chash in todo:
+        name = p.extractor.name
+        arrays = result.arrays[name]
+        attrs = {
+            "source_path": item.path, "fingerprint": fp, "config_hash": chash, "weights_hash": p.weights_hash,
+            "config": extractor_config(p.extractor, settings, spec), "fps": info.fps,
+            "num_frames": info.num_frames, "duration": info.duration, "notes": result.notes.get(name, ""),
+        }
+        if p.extractor.output == "saliency":
+            attrs["normalisation"] = ("per-pixel value in [0,255] = round(255 * map), map in [0,1] as the model "
+                                      "outputs it (not normalised to sum 1; divide by the frame's sum for that)")
+        path = store.write_unit(item.video_id, name, arrays, attrs)
+        main = arrays.get("features", arrays.get("maps"))
+        store.write_index_row({
+            "video_id": item.video_id, "source_path": item.path, "fingerprint": fp, "extractor": name,
+            "config_hash": chash, "weights_hash": p.weights_hash, "status": "ok", "error": None,
+            "notes": result.notes.get(name) or None, "segments": len(result.segments),
+            "dim": int(np.prod(main.shape[1:])) if main is not None and main.ndim > 1 else 0,
+            "file": path.relative_to(store.root).as_posix(), "duration_s": info.duration,
+            "decode_s": result.decode_s, "model_s": result.model_s[name], "total_s": total,
+        })
+    return VideoOutcome(item.video_id, item.path, "ok", segments=len(result.segments), seconds=total,
+                        extractors=[p.extractor.name for p, _ in todo])
+
+
+def pending_units(store: FeatureStore, item: VideoItem, plans: list[UnitPlan], fp: str, spec: str,
+                  settings: RunSettings, retry_failed: bool) -> list[tuple[UnitPlan, str]]:
+    """The (plan, config hash) pairs of `item` that the cache does not hold yet."""
+    todo = []
+    for p in plans:
+        chash = config_hash(extractor_config(p.extractor, settings, spec))
+        if not store.is_done(item.video_id, p.extractor.name, fp, chash, p.weights_hash,
+                             include_failed=not retry_failed):
+            todo.append((p, chash))
+    return todo
+
+
+def _fail_all(store: FeatureStore, item: VideoItem, plans: list[UnitPlan], fp: str, segment_seconds: float,
+              reason: str, settings: RunSettings | None = None, spec: str | None = None) -> VideoOutcome:
+    reason = " ".join(reason.split())  # one line
+    for p in plans:
+        chash = config_hash(extractor_config(p.extractor, settings, spec)) if settings and spec else ""
+        store.write_index_row({
+            "video_id": item.video_id, "source_path": item.path, "fingerprint": fp, "extractor": p.extractor.name,
+            "config_hash": chash, "weights_hash": p.weights_hash, "status": "failed", "error": reason,
+            "segments": 0, "dim": 0, "file": None,
+        })
+    return VideoOutcome(item.video_id, item.path, "failed", error=reason,
+                        extractors=[p.extractor.name for p in plans])
+
+
+def _set_threads(torch_threads: int | dict[str, int]) -> None:
+    import socket
+
+    import torch
+
+    n = torch_threads.get(socket.gethostname(), 1) if isinstance(torch_threads, dict) else torch_threads
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(max(1, int(n)))
+
+
+def _progress_emitter(video_id: str) -> Callable[[float], None] | None:
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    return lambda frac: worker.log_event("hl-progress", {"video_id": video_id, "fraction": frac})
+
+
+# -- the driver -----------------------------------------------------------------------------------------
+@dataclass
+class Reporter:
+    """Progress callbacks; the CLI draws bars, tests collect events."""
+
+    start: Callable[[int, int], None] = lambda total, skipped: None
+    video_done: Callable[[VideoOutcome, int, int], None] = lambda outcome, done, total: None
+    video_progress: Callable[[str, float], None] = lambda video_id, fraction: None
+
+
+def run_extraction(
+    videos: str | Path | list[VideoItem],
+    out: str | Path,
+    extractors: Iterable[str] | None = None,
+    segment_seconds: float = 2.0,
+    manifest=None,
+    weights_dir: str | Path | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    settings: RunSettings | None = None,
+    allow_random_weights: bool = False,
+    retry_failed: bool = False,
+    reporter: Reporter | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> ExtractReport:
+    """Extract features for every video into the cache at `out`; returns what happened to each video."""
+    from distributed import Client, LocalCluster, wait
+
+    t0 = time.perf_counter()
+    settings = settings or RunSettings()
+    reporter = reporter or Reporter()
+    if settings.precision not in ("fp32", "bf16", "fp16"):
+        raise ExtractError(f"unknown precision {settings.precision!r} (fp32, bf16, fp16)")
+    if settings.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ExtractError("--device cuda asked for, but torch sees no CUDA device")
+    items = discover_videos(videos) if not isinstance(videos, list) else videos
+    if manifest is not None:
+        items = attach_segments(items, manifest)
+    plans, notices = plan_extractors(extractors, weights_dir, settings, allow_random_weights)
+    for line in notices if notice is not None else ():
+        notice(line)
+    store = FeatureStore(out)
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.clean_stale()
+    if not items:
+        return ExtractReport([], notices + [f"no video files found in {videos}"], time.perf_counter() - t0)
+
+    # Units already cached are found here, without starting a cluster: a re-run costs a fingerprint each.
+    outcomes: list[VideoOutcome] = []
+    reporter.start(len(items), 0)
+    todo_items = []
+    for item in items:
+        try:
+            fp = fingerprint(item.path)
+        except OSError:
+            todo_items.append(item)  # the worker records the failure
+            continue
+        if pending_units(store, item, plans, fp, _segment_spec(item, segment_seconds), settings, retry_failed):
+            todo_items.append(item)
+        else:
+            outcomes.append(VideoOutcome(item.video_id, item.path, "skipped",
+                                         extractors=[p.extractor.name for p in plans]))
+            reporter.video_done(outcomes[-1], len(outcomes), len(items))
+    if not todo_items:
+        return ExtractReport(outcomes, notices, time.perf_counter() - t0)
+
+    cluster = None
+    gpu = settings.device.startswith("cuda")
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:
+        cores = os.cpu_count() or 1
+        n = workers or (max(1, _cuda_count()) if gpu else max(1, min(len(todo_items), cores // 2 or 1, 4)))
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               resources={"GPU": 1} if gpu else None, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    try:
+        threads = _torch_threads(client)
+        client.subscribe_topic("hl-progress", lambda event: reporter.video_progress(
+            event[1]["video_id"], event[1]["fraction"]))
+        futures = {
+            client.submit(process_video, item, plans, str(store.root), settings, segment_seconds, threads,
+                          retry_failed, key=f"hl-extract-{i}-{item.video_id}", pure=False,
+                          resources={"GPU": 1} if gpu else None): item
+            for i, item in enumerate(todo_items)
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(list(pending), timeout=None, return_when="FIRST_COMPLETED")
+            for fut in done:
+                item = futures[fut]
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a worker died mid-task, etc.
+                    outcome = VideoOutcome(item.video_id, item.path, "failed",
+                                           error=f"{item.path}: worker error: {type(exc).__name__}: {exc}")
+                outcomes.append(outcome)
+                reporter.video_done(outcome, len(outcomes), len(items))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    order = {i.video_id: k for k, i in enumerate(items)}
+    outcomes.sort(key=lambda o: order[o.video_id])
+    return ExtractReport(outcomes, notices, time.perf_counter() - t0)
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _torch_threads(client) -> dict[str, int]:
+    """Torch threads per task on each host so that tasks x threads never exceed the host's cores."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    cores = client.run(os.cpu_count)
+    per_host: dict[str, list[str]] = {}
+    for addr, w in info.items():
+        per_host.setdefault(w.get("host", addr), []).append(addr)
+    hostnames = client.run(lambda: __import__("socket").gethostname())
+    out = {}
+    for _host, addrs in per_host.items():
+        slots = sum(info[a]["nthreads"] for a in addrs)
+        host_cores = max(cores.get(a, 1) or 1 for a in addrs)
+        for a in addrs:
+            out[hostnames[a]] = max(1, host_cores // max(1, slots))
+    return out
