@@ -8,6 +8,7 @@ position is known per frame (:func:`object_box`), so pixel-level maps can be sco
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,7 @@ class SyntheticVideo:
     seed: int
 
 
-def object_box(
-    t: float, seconds: float, size: tuple[int, int], highlights
-) -> tuple[int, int, int, int] | None:
+def object_box(t: float, seconds: float, size: tuple[int, int], highlights) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of the moving object at time t, or None outside highlights."""
     w, h = size
     for a, b in highlights:
@@ -77,7 +76,7 @@ def write_video(
     w, h = size
     n_frames = int(round(seconds * fps))
     with av.open(str(path), "w") as container:
-        vstream = container.add_stream(codec, rate=int(round(fps)) if float(fps).is_integer() else fps)
+        vstream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
         if codec == "libx264":
             vstream.options = {"preset": "ultrafast", "crf": "23"}
@@ -142,9 +141,7 @@ def make_dataset(
         domain = f"synth{v % domains}"
         k = int(rng.integers(1, 3))
         starts = np.sort(rng.choice(np.arange(n_seg - 1), size=k, replace=False))
-        highlights = tuple(
-            (float(s * segment_seconds), float(min((s + 2) * segment_seconds, seconds))) for s in starts
-        )
+        highlights = tuple((float(s * segment_seconds), float(min((s + 2) * segment_seconds, seconds))) for s in starts)
         vid = f"synthetic_{v:03d}"
         path = write_video(root / f"{vid}.mp4", seconds, fps, size, highlights, seed=seed * 1000 + v)
         videos.append(SyntheticVideo(vid, str(path), seconds, fps, size, highlights, domain, seed * 1000 + v))
