@@ -300,6 +300,8 @@ _COMMON = dict(
     input_size=(224, 224),
     fps=16.0,
     checkpoint_filter=checkpoint_filter,
+    # The leading (class) dimension of these tensors follows the checkpoint when it loads (400 / 157).
+    extra={"class_count_keys": ("logits.conv3d.weight", "logits.conv3d.bias")},
 )
 _CLIP_NOTE = (
     "A clip is 32 frames sampled at 16 fps (one 2-s segment); the caller always makes clips clip_frames "
