@@ -68,7 +68,5 @@ def lighthouse_manifest(directory: str | Path) -> pd.DataFrame:
         scores = np.asarray(record["label"], dtype=np.float32)
         if scores.ndim != 2 or scores.shape[0] == 0:
             raise ValueError(f"lighthouse video {record['vid']!r}: 'label' must be a non-empty list of rows")
-        frames.append(
-            clip_rows(str(record["vid"]), "tvsum", str(record["domain"]), split, scores, CLIP_SECONDS)
-        )
+        frames.append(clip_rows(str(record["vid"]), "tvsum", str(record["domain"]), split, scores, CLIP_SECONDS))
     return conform(pd.concat(frames, ignore_index=True)) if frames else empty_manifest()

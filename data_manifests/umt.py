@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .lighthouse import SPLIT_FILES, lighthouse_splits
 from .schema import SPLITS, clip_rows, conform, empty_manifest
+from .splits import lighthouse_beside, split_lookup
 
 CLIP_SECONDS = 2.0
 ANNO_FILES = {"tvsum": "tvsum_anno.json", "youtube": "youtube_anno.json"}
@@ -114,8 +114,8 @@ def umt_manifest(
     datasets = umt_datasets(root) if datasets is None else list(datasets)
     if not datasets:
         raise ValueError(f"no UMT annotation file ({', '.join(ANNO_FILES.values())}) in {root}")
-    assigned = _explicit_splits(splits) if splits is not None else None
-    fallback = None if splits is not None else _lighthouse_beside(root)
+    assigned = split_lookup(splits) if splits is not None else None
+    fallback = None if splits is not None else lighthouse_beside(root.parent / "lighthouse", root / "lighthouse")
 
     frames = []
     for dataset in datasets:
@@ -177,30 +177,6 @@ def _youtube_rows(video_id: str, entry: dict, domain: str, split: str) -> pd.Dat
             "scores": [np.array([m], dtype=np.float32) for m in match],
         }
     )
-
-
-def _explicit_splits(splits: dict[str, dict[str, list[str]]]) -> dict[str, tuple[str, str]]:
-    assigned: dict[str, tuple[str, str]] = {}
-    if not isinstance(splits, dict):
-        raise ValueError("splits must be {domain: {split: [video ids]}}")
-    for domain, per_split in splits.items():
-        if not isinstance(per_split, dict):
-            raise ValueError(f"splits[{domain!r}] must be {{split: [video ids]}}")
-        for split, ids in per_split.items():
-            if split not in SPLITS:
-                raise ValueError(f"splits[{domain!r}] has split {split!r}; allowed: {', '.join(SPLITS)}")
-            for vid in ids:
-                if vid in assigned and assigned[vid] != (domain, split):
-                    raise ValueError(f"video {vid!r} is listed twice in splits ({domain!r}/{split!r})")
-                assigned[vid] = (str(domain), split)
-    return assigned
-
-
-def _lighthouse_beside(root: Path) -> dict[str, tuple[str, str]] | None:
-    for candidate in (root.parent / "lighthouse", root / "lighthouse"):
-        if any((candidate / name).exists() for name in SPLIT_FILES.values()):
-            return _explicit_splits(lighthouse_splits(candidate))
-    return None
 
 
 def _place(
