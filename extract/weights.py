@@ -335,6 +335,8 @@ def check_checkpoint(backbone: str, path: str | os.PathLike) -> list[str]:
     layout = model_layout(spec)
     metadata = getattr(state, "_metadata", None)
     diffs = []
+    # classifier layers whose class count may differ (e.g. I3D Charades: 157 classes); the model adapts on load
+    free_rows = set(spec.extra.get("class_count_keys", ()))
     for key, (want, _dtype) in layout.tensors.items():
         if key not in state:
             if not _filled_by_load(key, layout, metadata):
@@ -343,6 +345,8 @@ def check_checkpoint(backbone: str, path: str | os.PathLike) -> list[str]:
         got = state[key]
         if not isinstance(got, torch.Tensor):
             diffs.append(f"not a tensor: {key} ({type(got).__name__})")
+        elif key in free_rows and tuple(got.shape[1:]) == want[1:]:
+            continue
         elif tuple(got.shape) != want:
             diffs.append(f"shape of {key}: file {_shape(got.shape)} != model {_shape(want)}")
     diffs += [f"unexpected: {key}" for key in state if key not in layout.tensors]

@@ -554,3 +554,22 @@ def test_public_container_of_each_entry_fits_its_backbone(name, tmp_path):
         broken = PUBLIC_LAYOUTS[name](dict(list(expected.items())[1:]))
         torch.save(broken, f)
         assert W.check_checkpoint(backbone, f) == [f"missing: {next(iter(expected))}"]
+
+
+def test_i3d_charades_checkpoint_with_157_classes_fits(tmp_path):
+    import torch
+
+    from hl.extract.backbones import create
+    from hl.extract.weights import add_weights, check_checkpoint
+
+    model = create("i3d")
+    model.replace_logits(157)
+    path = tmp_path / "rgb_charades.pt"
+    torch.save(model.state_dict(), path)
+    assert check_checkpoint("i3d", path) == []
+    assert add_weights("i3d_rgb_charades", path, tmp_path / "w").name == "rgb_charades.pt"
+    # other layers still must match exactly
+    state = model.state_dict()
+    state["Mixed_5c.b0.conv3d.weight"] = torch.zeros(1, 1, 1, 1, 1)
+    torch.save(state, tmp_path / "bad.pt")
+    assert any("Mixed_5c.b0.conv3d.weight" in d for d in check_checkpoint("i3d", tmp_path / "bad.pt"))
