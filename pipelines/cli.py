@@ -169,5 +169,212 @@ def cache_info(path):
                    f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
 
 
+# -- hl import / hl manifest ---------------------------------------------------------------------------------
+@main.group("import")
+def import_() -> None:
+    """Bring released features and labels into a cache."""
+
+
+def _read_splits(path):
+    if path is None:
+        return None
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        _fail(f"{path}: cannot read the splits JSON ({exc})")
+
+
+@import_.command("umt")
+@click.option("--root", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The UMT release folder (video_features/, audio_features/, *_anno.json).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The cache directory.")
+@click.option("--splits", type=click.Path(exists=True, path_type=Path), default=None,
+              help='JSON {domain: {"train": [...], "val": [...], "test": [...]}}; default: the lighthouse split.')
+def import_umt_cmd(root, out, splits):
+    """Released I3D rgb/flow + PANN features -> CACHE (i3d, i3d_flow, pann) + CACHE/manifest.parquet."""
+    from hl.pipelines.cache_import import import_umt
+
+    try:
+        n, path = import_umt(root, out, splits=_read_splits(splits))
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"imported {n} videos into {out}; manifest {path}")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["tvsum", "youtube", "cosum", "csv", "umt", "lighthouse"]))
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="MANIFEST.parquet to write.")
+@click.option("--splits", type=click.Path(exists=True, path_type=Path), default=None, help="Splits JSON.")
+@click.option("--segment-seconds", type=float, default=2.0, show_default=True, help="tvsum/csv windows.")
+@click.option("--fps", type=float, default=None, help="cosum: the videos' frame rate.")
+@click.option("--videos", type=click.Path(exists=True, path_type=Path), default=None,
+              help="csv: folder of the videos, to read durations the CSV does not give.")
+@click.option("--domain", default="user", show_default=True, help="csv: domain of rows without one.")
+@click.option("--split", default="train", show_default=True, help="csv: split of rows without one.")
+def manifest(kind, source, out, splits, segment_seconds, fps, videos, domain, split):
+    """Labels from the public formats -> one manifest (Parquet).
+
+    \b
+    tvsum SOURCE=ydata-tvsum50.mat   youtube SOURCE=UMT release folder (youtube_anno.json)
+    cosum SOURCE=CoSum folder        csv SOURCE=highlights.csv (video,start,end[,domain,split,duration])
+    umt SOURCE=UMT release folder    lighthouse SOURCE=folder of tvsum_{train,val}_release.jsonl
+    """
+    from hl.data_manifests import build
+    from hl.data_manifests.schema import write_manifest
+
+    sp = _read_splits(splits)
+    try:
+        if kind == "tvsum":
+            df = build.build_manifest("tvsum-official", source, splits=sp, clip_seconds=segment_seconds)
+        elif kind in ("youtube", "umt"):
+            df = build.build_manifest("umt", source, splits=sp, datasets=["youtube"] if kind == "youtube" else None)
+        elif kind == "cosum":
+            if fps is None:
+                _fail("cosum needs --fps (the frame rate the shot boundaries count in)")
+            df = build.build_manifest("cosum", source, fps=fps, splits=sp)
+        elif kind == "lighthouse":
+            df = build.build_manifest("lighthouse", source)
+        else:
+            durations = _durations_from(videos) if videos is not None else None
+            df = build.build_manifest("user-csv", source, segment_seconds=segment_seconds, durations=durations,
+                                      domain=domain, split=split)
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(str(exc))
+    write_manifest(df, out)
+    click.echo(f"{out}: {df['video_id'].nunique()} videos, {len(df)} segments, "
+               f"{df['domain'].nunique()} domains, {int(df['label'].sum())} positive segments")
+
+
+def _durations_from(folder: Path) -> dict[str, float]:
+    from hl.extract.decode import DecodeError, VideoSource
+    from hl.pipelines.extract_stage import discover_videos
+
+    out = {}
+    for item in discover_videos(folder):
+        try:
+            out[item.video_id] = VideoSource(item.path).info.duration
+        except DecodeError:
+            continue
+    return out
+
+
+# -- hl train-head / eval / predict -----------------------------------------------------------------------
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+@main.command("train-head")
+@click.option("--cache", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--manifest", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Default: CACHE/manifest.parquet.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The run directory.")
+@click.option("--domain", "domains", multiple=True, help="Train only these domains (repeatable).")
+@click.option("--visual", default="i3d,i3d_flow", show_default=True, help="Visual extractors, concatenated.")
+@click.option("--audio", default="pann", show_default=True, help="Audio extractors ('' for none).")
+@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a"]), default=None,
+              help="Architecture (default co-av).")
+@click.option("--epochs", type=int, default=None, help="Fixed number of epochs (default: the shipped one).")
+@click.option("--seeds", default="0,1,2,3,4", show_default=True)
+@click.option("--joint", is_flag=True, help="One model over all training domains instead of one per domain.")
+@click.option("--val-fraction", type=float, default=0.0, show_default=True,
+              help="Carve this share of training videos out for early stopping (never the test split).")
+@click.option("--no-hpcl", is_flag=True, help="Ablation: no contrastive loss.")
+@click.option("--no-rank", is_flag=True, help="Ablation: no hard-pairs rank loss.")
+@click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None)
+@click.option("--fusion", type=click.Choice(["late", "early"]), default=None)
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
+@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
+def train_head(cache, manifest, out, domains, visual, audio, model, epochs, seeds, joint, val_fraction, no_hpcl,
+               no_rank, global_query, fusion, scheduler, workers):
+    """Train co-occurrence heads from the cache: one per domain (default) or joint, for every seed."""
+    from hl.pipelines.train import TrainError, TrainSpec, summary_table, train_heads
+
+    head: dict = {}
+    arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
+    if arch:
+        head["arch"] = arch
+    if epochs is not None:
+        head["epochs"] = epochs
+    if no_hpcl:
+        head["w_hpcl"] = 0.0
+    if no_rank:
+        head["w_rank"] = 0.0
+    try:
+        seed_list = tuple(int(s) for s in _csv(seeds))
+    except ValueError:
+        _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
+    spec = TrainSpec(cache=str(cache), manifest=str(manifest) if manifest else None, visual=_csv(visual),
+                     audio=_csv(audio), domains=tuple(domains) or None, seeds=seed_list, joint=joint,
+                     val_fraction=val_fraction, head=head)
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(res, done, total):
+        bar.total = total
+        bar.write(f"[{done}/{total}] {res['domain']} seed {res['seed']}: {res['epochs']} epochs, "
+                  f"{res['train_videos']} train / {res['test_videos']} test videos, {res['seconds']:.1f} s",
+                  file=sys.stderr)
+        bar.update(1)
+
+    try:
+        metrics = train_heads(spec, out, scheduler=scheduler, workers=workers, progress=progress)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    except TrainError as exc:
+        _fail(str(exc))
+    finally:
+        bar.close()
+    _print_summary(summary_table(metrics), metrics)
+    click.echo(f"run written to {out}")
+
+
+def _print_summary(table, metrics) -> None:
+    name = metrics["metric"].iloc[0] if len(metrics) else "metric"
+    click.echo(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
+    for _, r in table.iterrows():
+        click.echo(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})")
+
+
+@main.command("eval")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--tvsum-protocol", type=click.Choice(["umt", "mini-net"]), default="umt", show_default=True)
+def eval_cmd(run_dir, tvsum_protocol):
+    """Per-domain table of the run's test metrics, mean +- std over seeds."""
+    import json
+
+    from hl.pipelines.evaluate import evaluate_run
+    from hl.pipelines.train import summary_table
+
+    try:
+        metrics = evaluate_run(run_dir, tvsum_protocol=tvsum_protocol)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    _print_summary(summary_table(metrics), metrics)
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    click.echo(f"features: visual {'+'.join(cfg['spec']['visual'])}, audio {'+'.join(cfg['spec']['audio']) or '-'};"
+               f" model {cfg['head']['arch']['model']}, {cfg['head']['epochs']} epochs (fixed)")
+
+
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--cache", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PRED.json (+ PRED.parquet).")
+@click.option("--video", "videos", multiple=True, help="Only these video ids (repeatable).")
+def predict(run_dir, cache, out, videos):
+    """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
+    from hl.pipelines.predict import PredictError, predict_scores, write_predictions
+
+    try:
+        preds = predict_scores(run_dir, cache, list(videos) or None)
+    except (PredictError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    js, table = write_predictions(preds, out)
+    click.echo(f"scored {len(preds)} videos -> {js} and {table}")
+
+
 if __name__ == "__main__":
     main()
