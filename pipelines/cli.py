@@ -376,5 +376,26 @@ def predict(run_dir, cache, out, videos):
     click.echo(f"scored {len(preds)} videos -> {js} and {table}")
 
 
+# -- hl demo -------------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--out", default="hl-demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--videos", type=int, default=12, show_default=True, help="Generated videos.")
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="Length of each video.")
+@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
+def demo(out, videos, seconds, workers):
+    """The whole job on generated videos: extract -> train heads -> evaluate -> highlights + report.
+
+    Needs no internet and no pretrained weights (weight-free features)."""
+    from .demo import run_demo
+    from .progress import ExtractProgress
+
+    progress = ExtractProgress()
+    try:
+        run_demo(out, videos=videos, seconds=seconds, workers=workers, reporter=progress.reporter(),
+                 say=lambda line: click.echo(line, err=False))
+    finally:
+        progress.close()
+
+
 if __name__ == "__main__":
     main()
