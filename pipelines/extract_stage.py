@@ -170,6 +170,7 @@ def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, setti
     t_start = time.perf_counter()
     store = FeatureStore(cache_root)
     _set_threads(torch_threads)
+    settings = _worker_device(settings)
     try:
         fp = fingerprint(item.path)
     except OSError as exc:
@@ -256,6 +257,27 @@ def _set_threads(torch_threads: int | dict[str, int]) -> None:
     n = torch_threads.get(socket.gethostname(), 1) if isinstance(torch_threads, dict) else torch_threads
     if torch.get_num_threads() != n:
         torch.set_num_threads(max(1, int(n)))
+
+
+def _worker_device(settings: RunSettings) -> RunSettings:
+    """On a host with several GPUs, spread the workers over them (worker i -> cuda:i mod count)."""
+    if settings.device != "cuda":
+        return settings
+    import dataclasses
+
+    import torch
+
+    count = torch.cuda.device_count()
+    if count <= 1:
+        return settings
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+        index = int(name) if str(name).isdigit() else abs(hash(name))
+    except (ImportError, ValueError):
+        index = 0
+    return dataclasses.replace(settings, device=f"cuda:{index % count}")
 
 
 def _progress_emitter(video_id: str) -> Callable[[float], None] | None:
