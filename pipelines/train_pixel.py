@@ -1,0 +1,519 @@
+"""Stage 2b from the cache: train pixel-level distinction (PLD) decoders on frozen encoder maps.
+
+For every target frame the cache holds (window extractors, 2 per second by default) a training example is
+its encoder maps (``c3d_maps`` [512, 2, 7, 7] or ``tased_maps`` [1024, 4, 7, 12]), its saliency map
+(``tased``, or the weight-free ``motion_saliency``) and the label of the manifest segment it lies in. The
+pseudo label of the frame (:mod:`hl.heads.pixel_labels`) is computed on the full saliency map, then cropped to
+what the decoder's output covers (C3D: the 112 x 112 centre crop of the frame resized to 128 x 171; TASED:
+the whole frame) and resized to the output.
+
+Ablations: ``"spatial"`` labels whole highlight frames 1 (no saliency needed); ``"temporal"`` reads the maps
+of an encoder fed the target frame repeated (extractors ``c3d_maps_static`` / ``tased_maps_static``).
+
+The run directory has the layout of the segment heads (:mod:`hl.pipelines.train`)::
+
+    RUN/config.json                     "head": "pixel", the spec, extractors, betas, decoder geometry
+    RUN/models/<domain>/seed<k>.pt      one decoder per (domain, seed); "joint" for a joint model
+    RUN/scores.parquet                  test-split scores: video_id, domain, seed, segment, score
+    RUN/metrics.parquet                 one row per (domain, seed): the dataset's protocol metric
+    RUN/history/<domain>-seed<k>.json   per-epoch loss and seconds
+
+A segment's score is the mean over its target frames of the frame's map mean. Training runs a fixed number
+of epochs; every seed is reported.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hl.heads.fit import Video
+from hl.heads.pixel_decoder import (
+    PixelDistinction,
+    PixelFitConfig,
+    fit_decoder,
+    predict_probability,
+    save_pixel_head,
+)
+from hl.heads.pixel_labels import NORMS, beta_for, fit_to_output, frame_segments, pseudo_labels, segment_scores
+
+from .cache import FeatureStore
+from .protocols import evaluate_scores
+from .train import JOINT, LabelledVideo, TrainError
+
+log = logging.getLogger(__name__)
+
+MAPS_EXTRACTORS = {"c3d": "c3d_maps", "tased": "tased_maps"}
+STATIC = "_static"  # suffix of the extractors whose clip is the target frame repeated
+SALIENCY_EXTRACTORS = ("tased", "motion_saliency")  # preferred first
+ABLATIONS = ("spatial", "temporal")
+TIME_TOLERANCE = 1e-3  # seconds: a saliency map belongs to the encoder map of the same target time
+
+
+def map_view(backbone: str) -> tuple[float, float, float, float]:
+    """(top, bottom, left, right), as fractions of the frame, of the region the decoder's output covers."""
+    if backbone == "c3d":
+        from hl.extract.backbones.c3d import CROP, RESIZE
+
+        top, left = (RESIZE[0] - CROP) // 2, (RESIZE[1] - CROP) // 2
+        return top / RESIZE[0], (top + CROP) / RESIZE[0], left / RESIZE[1], (left + CROP) / RESIZE[1]
+    return 0.0, 1.0, 0.0, 1.0
+
+
+@dataclass
+class PixelTrainSpec:
+    cache: str
+    manifest: str | None = None  # default: CACHE/manifest.parquet
+    backbone: str = "c3d"  # "c3d" (112 x 112 maps) or "tased" (224 x 384)
+    saliency: str | None = None  # cached saliency extractor; None: tased where cached, else motion_saliency
+    beta: float | None = None  # None: the paper's per-domain thresholds (see hl.heads.pixel_labels)
+    saliency_norm: str = "sum"  # "sum" | "max" | "none": what beta is compared with
+    ablate: str | None = None  # None | "spatial" | "temporal"
+    domains: tuple[str, ...] | None = None  # None: every domain in the manifest
+    seeds: tuple[int, ...] = (0, 1, 2)
+    joint: bool = False
+    epochs: int = 30
+    batch_size: int = 16
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    pos_weight: float | None = None
+    device: str = "cpu"
+    memory_gb: float = 4.0  # training maps up to this size stay in memory; beyond, they stream from the cache
+    widths: tuple[int, ...] | None = None  # C3D decoder hidden widths (default 256, 128, 64)
+    maps_extractor: str | None = None  # overrides the backbone's default (e.g. maps cached under another name)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in MAPS_EXTRACTORS:
+            raise TrainError(f"unknown PLD backbone {self.backbone!r}; choose {' or '.join(MAPS_EXTRACTORS)}")
+        if self.saliency_norm not in NORMS:
+            raise TrainError(f"saliency norm must be one of {', '.join(NORMS)}, got {self.saliency_norm!r}")
+        if self.ablate is not None and self.ablate not in ABLATIONS:
+            raise TrainError(f"unknown ablation {self.ablate!r}; choose {' or '.join(ABLATIONS)}")
+        if self.beta is not None and not (np.isfinite(self.beta) and self.beta >= 0):
+            raise TrainError(f"beta must be a number >= 0, got {self.beta}")
+        if not self.seeds:
+            raise TrainError("no seeds given")
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.domains = tuple(self.domains) if self.domains else None
+        self.widths = tuple(int(w) for w in self.widths) if self.widths else None
+        if self.widths and (self.backbone != "c3d" or len(self.widths) != 3):
+            raise TrainError("widths are three hidden widths of the C3D decoder")
+        self.fit_config()  # validates the optimisation fields
+
+    @property
+    def maps_name(self) -> str:
+        if self.maps_extractor:
+            return self.maps_extractor
+        return MAPS_EXTRACTORS[self.backbone] + (STATIC if self.ablate == "temporal" else "")
+
+    @property
+    def spatial(self) -> bool:
+        return self.ablate != "spatial"
+
+    def fit_config(self) -> PixelFitConfig:
+        try:
+            return PixelFitConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                                  lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                                  pos_weight=self.pos_weight)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+
+
+# -- reading the cache -------------------------------------------------------------------------------------------
+@dataclass
+class PixelVideo:
+    """One manifest video as PLD sees it: which cached target frames it trains on and their labels."""
+
+    labelled: LabelledVideo  # segment labels and protocol scores (hl.pipelines.train)
+    segments: np.ndarray  # [S, 2] manifest segments, in segment order
+    rows: np.ndarray  # [N] indices of the frames in the cached maps that lie in a segment (and have saliency)
+    times: np.ndarray  # [N] their target times, seconds
+    highlight: np.ndarray  # [N] bool: the frame's segment is a highlight
+    labels: np.ndarray | None  # [N_highlight, H, W] uint8 pixel labels of the highlight frames (None: all 1)
+
+    @property
+    def video_id(self) -> str:
+        return self.labelled.video.video_id
+
+
+def manifest_videos(manifest: pd.DataFrame) -> list[LabelledVideo]:
+    """LabelledVideos (labels, dataset, raw scores) straight from the manifest, for the protocol metrics."""
+    out = []
+    for vid, rows in manifest.groupby("video_id", sort=True):
+        rows = rows.sort_values("segment")
+        raw = rows["scores"].tolist()
+        scores = np.asarray(raw, dtype=np.float32) if all(r is not None for r in raw) else None
+        if scores is not None and scores.ndim == 1:
+            scores = scores[:, None]
+        labels = rows["label"].to_numpy().astype(np.float32)
+        first = rows.iloc[0]
+        out.append(LabelledVideo(Video(str(vid), np.zeros((len(rows), 1), np.float32), None, labels),
+                                 str(first["domain"]), str(first["split"]), str(first["dataset"]), scores))
+    return out
+
+
+def _cached(store: FeatureStore, video_id: str, extractor: str) -> bool:
+    return store.feature_path(video_id, extractor).exists()
+
+
+def choose_saliency(store: FeatureStore, video_ids: list[str], requested: str | None) -> str:
+    """The saliency extractor to label with: `requested`, else tased when every video has it cached, else
+    motion_saliency (with a warning: a weight-free stand-in)."""
+    if requested:
+        return requested
+    for name in SALIENCY_EXTRACTORS:
+        if video_ids and all(_cached(store, v, name) for v in video_ids):
+            if name != SALIENCY_EXTRACTORS[0]:
+                log.warning("no cached TASED-Net saliency for these videos: labelling with the weight-free %s", name)
+            return name
+    raise TrainError(f"{store.root}: no cached saliency maps ({' or '.join(SALIENCY_EXTRACTORS)}) for the "
+                     "training videos; extract one, or train the 'spatial' ablation")
+
+
+def match_times(reference: np.ndarray, times: np.ndarray, tolerance: float = TIME_TOLERANCE
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """For each time, the index of the nearest `reference` time (sorted) and whether it is within `tolerance`."""
+    ref = np.asarray(reference, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    if len(ref) == 0:
+        return np.zeros(len(t), dtype=np.int64), np.zeros(len(t), dtype=bool)
+    j = np.clip(np.searchsorted(ref, t), 0, len(ref) - 1)
+    left = np.clip(j - 1, 0, None)
+    j = np.where(np.abs(ref[left] - t) <= np.abs(ref[j] - t), left, j)
+    return j.astype(np.int64), np.abs(ref[j] - t) <= tolerance
+
+
+def load_pixel_video(store: FeatureStore, labelled: LabelledVideo, segments: np.ndarray, maps_name: str,
+                     saliency: str | None, beta: float, norm: str, view: tuple[float, float, float, float],
+                     out_size: tuple[int, int], with_labels: bool = True) -> PixelVideo:
+    """Match one video's cached target frames with its saliency maps and manifest segments; build the pixel
+    labels of its highlight frames (``saliency=None``: whole-frame labels, the w/o spatial ablation)."""
+    vid = labelled.video.video_id
+    times = store.array(vid, maps_name, "times")
+    keep = frame_segments(times, segments) >= 0
+    sal_rows = np.zeros(len(times), dtype=np.int64)
+    if saliency is not None:
+        sal_rows, matched = match_times(store.array(vid, saliency, "times"), times)
+        keep &= matched
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        raise TrainError(f"{vid}: no cached target frame of {maps_name!r} lies in a manifest segment"
+                         + (f" and has a {saliency!r} map" if saliency else ""))
+    highlight = labelled.video.labels[frame_segments(times[rows], segments)].astype(bool)
+    labels = None
+    if with_labels and saliency is not None and highlight.any():
+        wanted, inverse = np.unique(sal_rows[rows[highlight]], return_inverse=True)  # h5py reads increasing rows
+        sal = store.maps(vid, saliency, wanted)[inverse]
+        full = pseudo_labels(sal, np.ones(len(sal), dtype=bool), beta, norm, spatial=True)
+        labels = fit_to_output(full, view, out_size)
+    return PixelVideo(labelled, segments, rows, times[rows], highlight, labels)
+
+
+def load_pixel_videos(store: FeatureStore, manifest: pd.DataFrame, spec: PixelTrainSpec, out_size: tuple[int, int],
+                      splits: tuple[str, ...] = ("train",)) -> tuple[list[PixelVideo], list[str], str | None]:
+    """PixelVideos of the manifest's videos in `splits` whose maps are cached. Returns (videos, missing ids,
+    the saliency extractor used)."""
+    labelled = [v for v in manifest_videos(manifest) if v.split in splits]
+    present = [v for v in labelled if _cached(store, v.video.video_id, spec.maps_name)]
+    missing = [v.video.video_id for v in labelled if v not in present]
+    saliency = choose_saliency(store, [v.video.video_id for v in present], spec.saliency) \
+        if spec.spatial and present else None
+    if saliency is not None:
+        lacking = [v.video.video_id for v in present if not _cached(store, v.video.video_id, saliency)]
+        missing += lacking
+        present = [v for v in present if v.video.video_id not in lacking]
+    segs = {vid: rows.sort_values("segment")[["start", "end"]].to_numpy(np.float64)
+            for vid, rows in manifest.groupby("video_id")}
+    view = map_view(spec.backbone)
+    videos = [load_pixel_video(store, v, segs[v.video.video_id], spec.maps_name, saliency,
+                               beta_for(v.domain, spec.beta), spec.saliency_norm, view, out_size)
+              for v in present]
+    return videos, missing, saliency
+
+
+def maps_shape(store: FeatureStore, video_id: str, maps_name: str) -> tuple[int, ...]:
+    """Per-frame shape of a video's cached encoder maps, e.g. (512, 2, 7, 7)."""
+    import h5py
+
+    with h5py.File(store.feature_path(video_id, maps_name), "r") as f:
+        return tuple(int(s) for s in f["features"].shape[1:])
+
+
+# -- the frames of one training task ------------------------------------------------------------------------------
+class FrameBank:
+    """The training frames of one task: their encoder maps and pixel labels, served as shuffled batches.
+
+    Maps stay in memory (float16, as cached) when they fit in `memory_bytes`; otherwise each epoch reads them
+    from the cache a group of videos at a time (the groups fit the budget), shuffling inside a group."""
+
+    def __init__(self, store: FeatureStore, videos: list[PixelVideo], maps_name: str, in_shape: tuple[int, ...],
+                 out_size: tuple[int, int], batch_size: int, memory_bytes: float = 4 * 2**30):
+        if not videos or sum(len(v.rows) for v in videos) == 0:
+            raise TrainError("no training frames")
+        self.store, self.videos, self.maps_name = store, videos, maps_name
+        self.in_shape, self.out_size, self.batch_size = tuple(in_shape), tuple(out_size), batch_size
+        self.frame_bytes = int(np.prod(in_shape)) * 2
+        self.memory_bytes = memory_bytes
+        total = sum(len(v.rows) for v in videos) * self.frame_bytes
+        self.in_memory = total <= memory_bytes
+        self._maps: dict[str, np.ndarray] = {}
+        if self.in_memory:
+            for v in videos:
+                self._maps[v.video_id] = self._read(v)
+
+    @property
+    def frames(self) -> int:
+        return sum(len(v.rows) for v in self.videos)
+
+    def _read(self, v: PixelVideo) -> np.ndarray:
+        maps = self.store.features(v.video_id, self.maps_name)
+        if tuple(maps.shape[1:]) != self.in_shape:
+            raise TrainError(f"{v.video_id}: cached {self.maps_name} maps are {tuple(maps.shape[1:])}, "
+                             f"expected {self.in_shape}")
+        return np.ascontiguousarray(maps[v.rows], dtype=np.float16)
+
+    def _maps_of(self, v: PixelVideo) -> np.ndarray:
+        return self._maps[v.video_id] if self.in_memory else self._read(v)
+
+    @staticmethod
+    def _label_maps(v: PixelVideo, out_size: tuple[int, int]) -> np.ndarray:
+        """[N, H, W] uint8 labels of every training frame of `v`."""
+        out = np.zeros((len(v.rows), *out_size), dtype=np.uint8)
+        if v.labels is None:
+            out[v.highlight] = 1  # whole highlight frames (w/o spatial)
+        else:
+            out[v.highlight] = v.labels
+        return out
+
+    def positive_rate(self) -> float:
+        """Share of label-1 pixels over all training frames."""
+        ones = sum(int(v.labels.sum()) if v.labels is not None else int(v.highlight.sum()) * int(np.prod(self.out_size))
+                   for v in self.videos)
+        return ones / (self.frames * float(np.prod(self.out_size)))
+
+    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of the training maps (over frames, time and space)."""
+        c = self.in_shape[0]
+        s1, s2, n = np.zeros(c), np.zeros(c), 0
+        for v in self.videos:
+            x = self._maps_of(v).astype(np.float64).reshape(len(v.rows), c, -1)
+            s1 += x.sum(axis=(0, 2))
+            s2 += (x**2).sum(axis=(0, 2))
+            n += x.shape[0] * x.shape[2]
+        mean = s1 / n
+        std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+    def _groups(self, rng: np.random.Generator) -> Iterator[list[PixelVideo]]:
+        order = [self.videos[i] for i in rng.permutation(len(self.videos))]
+        if self.in_memory:
+            yield order
+            return
+        group, size = [], 0
+        for v in order:
+            need = len(v.rows) * self.frame_bytes
+            if group and size + need > self.memory_bytes:
+                yield group
+                group, size = [], 0
+            group.append(v)
+            size += need
+        if group:
+            yield group
+
+    def batches(self, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of (maps [B, C, T, h, w] float16, labels [B, H, W] uint8) batches."""
+        for group in self._groups(rng):
+            maps = np.concatenate([self._maps_of(v) for v in group])
+            labels = np.concatenate([self._label_maps(v, self.out_size) for v in group])
+            order = rng.permutation(len(maps))
+            for i in range(0, len(order), self.batch_size):
+                idx = np.sort(order[i:i + self.batch_size])
+                yield torch.from_numpy(maps[idx]), torch.from_numpy(labels[idx])
+
+
+# -- training -----------------------------------------------------------------------------------------------------
+def read_manifest_for(spec: PixelTrainSpec) -> pd.DataFrame:
+    from hl.data_manifests.schema import read_manifest
+
+    path = Path(spec.manifest) if spec.manifest else Path(spec.cache) / "manifest.parquet"
+    if not path.exists():
+        raise TrainError(f"{path}: no manifest (pass --manifest, or import one into the cache)")
+    return read_manifest(path)
+
+
+def _domain_manifest(manifest: pd.DataFrame, domain: str, domains: tuple[str, ...] | None) -> pd.DataFrame:
+    if domain != JOINT:
+        return manifest[manifest["domain"] == domain]
+    return manifest[manifest["domain"].isin(domains)] if domains else manifest
+
+
+def score_video(model: PixelDistinction, store: FeatureStore, video_id: str, maps_name: str,
+                segments: np.ndarray, device: str = "cpu", batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(segment scores [S], distinction maps [N, H, W] float32) of one cached video."""
+    maps = store.features(video_id, maps_name)
+    prob = predict_probability(model, maps, batch_size=batch_size, device=device)
+    times = store.array(video_id, maps_name, "times")
+    return segment_scores(prob.mean(axis=(1, 2)), times, segments), prob
+
+
+def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int, threads: int | None = None) -> dict:
+    """Train one decoder (one domain, or the joint model) for one seed; score its test videos."""
+    if threads:
+        torch.set_num_threads(max(1, threads))
+    t0 = time.perf_counter()
+    store = FeatureStore(spec.cache)
+    manifest = _domain_manifest(read_manifest_for(spec), domain, spec.domains)
+    vids = sorted(manifest["video_id"].unique())
+    first = next((v for v in vids if _cached(store, v, spec.maps_name)), None)
+    if first is None:
+        raise TrainError(f"domain {domain!r}: no cached {spec.maps_name!r} maps for the manifest's videos")
+    in_shape = maps_shape(store, first, spec.maps_name)
+    out_size = PixelDistinction.output_size(spec.backbone, in_shape)
+    train, _, saliency = load_pixel_videos(store, manifest, spec, out_size, splits=("train",))
+    if not train:
+        raise TrainError(f"domain {domain!r}: no training videos with cached {spec.maps_name!r} maps")
+    fit = spec.fit_config()
+    t_load = time.perf_counter()
+    bank = FrameBank(store, train, spec.maps_name, in_shape, out_size, fit.batch_size,
+                     memory_bytes=spec.memory_gb * 2**30)
+    torch.manual_seed(seed)
+    model = PixelDistinction(spec.backbone, in_shape, spec.widths)  # initialised from the seed
+    model.set_input_stats(*bank.channel_stats())
+    model.set_label_prior(bank.positive_rate())
+    load_s = time.perf_counter() - t_load
+    history = fit_decoder(model, bank.batches, fit, seed=seed, device=spec.device)
+    out = Path(run_dir)
+    save_pixel_head(model.cpu(), out / "models" / domain / f"seed{seed}.pt",
+                    {"maps_extractor": spec.maps_name, "saliency": saliency, "spec": asdict(spec)})
+    (out / "history").mkdir(parents=True, exist_ok=True)
+    (out / "history" / f"{domain}-seed{seed}.json").write_text(json.dumps(history))
+
+    rows = []
+    test = [v for v in manifest_videos(manifest) if v.split == "test"]
+    for v in test:
+        vid = v.video.video_id
+        if not _cached(store, vid, spec.maps_name):
+            continue
+        segs = manifest[manifest["video_id"] == vid].sort_values("segment")[["start", "end"]].to_numpy(np.float64)
+        scores, _ = score_video(model, store, vid, spec.maps_name, segs, device=spec.device)
+        rows.extend({"video_id": vid, "domain": v.domain, "seed": seed, "segment": i, "score": float(s)}
+                    for i, s in enumerate(scores))
+    return {"domain": domain, "seed": seed, "scores": rows, "train_videos": len(train),
+            "train_frames": bank.frames, "test_videos": len({r["video_id"] for r in rows}),
+            "epochs": len(history), "in_memory": bank.in_memory, "load_s": load_s,
+            "epoch_s": float(np.mean([h["seconds"] for h in history])), "seconds": time.perf_counter() - t0}
+
+
+def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int = 0,
+                progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
+    """Train a PLD decoder for every (domain, seed) and score the test videos; write the run directory.
+    ``workers=0`` and no scheduler: one task after another in this process (one copy of the maps in memory);
+    otherwise Dask tasks on a local cluster of `workers` processes or on `scheduler`.
+    Returns the metrics table (also RUN/metrics.parquet)."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest_for(spec)
+    store = FeatureStore(spec.cache)
+    domains = sorted(manifest["domain"].unique()) if not spec.domains else list(spec.domains)
+    unknown = set(domains) - set(manifest["domain"].unique())
+    if unknown:
+        raise TrainError(f"domains not in the manifest: {', '.join(sorted(unknown))}")
+    manifest = manifest[manifest["domain"].isin(domains)]
+    ids = sorted(manifest["video_id"].unique())
+    missing = [v for v in ids if not _cached(store, v, spec.maps_name)]
+    if len(missing) == len(ids):
+        hint = " (the temporal ablation needs the *_static extractors)" if spec.ablate == "temporal" else ""
+        raise TrainError(f"{spec.cache}: no cached {spec.maps_name!r} maps for the manifest's videos{hint}")
+    if missing:
+        log.warning("%d manifest videos have no cached %s maps and are left out: %s", len(missing), spec.maps_name,
+                    ", ".join(missing[:5]))
+    present = [v for v in ids if v not in missing]
+    saliency = choose_saliency(store, present, spec.saliency) if spec.spatial else None
+    in_shape = maps_shape(store, present[0], spec.maps_name)
+    out_size = PixelDistinction.output_size(spec.backbone, in_shape)
+    config = {
+        "head": "pixel",
+        "spec": {**asdict(spec), "visual": [spec.maps_name], "audio": []},
+        "maps_extractor": spec.maps_name, "saliency_extractor": saliency, "saliency_norm": spec.saliency_norm,
+        "beta": {d: beta_for(d, spec.beta) for d in domains} if spec.spatial else None,
+        "ablate": spec.ablate, "decoder": {"backbone": spec.backbone, "in_shape": list(in_shape),
+                                           "out_size": list(out_size), "view": list(map_view(spec.backbone))},
+        "fit": spec.fit_config().to_dict(), "domains": domains, "missing_videos": missing,
+        "manifest": str(Path(spec.manifest) if spec.manifest else Path(spec.cache) / "manifest.parquet"),
+    }
+    (run / "config.json").write_text(json.dumps(config, indent=2))
+    if spec.saliency is None and saliency is not None:
+        spec = PixelTrainSpec(**{**asdict(spec), "saliency": saliency})  # every task labels with the same maps
+    jobs = [(d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
+    results = _run_jobs(spec, run, jobs, scheduler, workers, progress)
+
+    scores = pd.DataFrame([r for res in results for r in res["scores"]],
+                          columns=["video_id", "domain", "seed", "segment", "score"])
+    scores = scores.sort_values(["domain", "seed", "video_id", "segment"]).reset_index(drop=True)
+    scores.to_parquet(run / "scores.parquet", index=False)
+    pd.DataFrame([{k: v for k, v in r.items() if k != "scores"} for r in results]).sort_values(
+        ["domain", "seed"]).to_parquet(run / "tasks.parquet", index=False)
+    metrics = evaluate_scores(scores, manifest_videos(manifest[manifest["video_id"].isin(scores["video_id"])]))
+    metrics.to_parquet(run / "metrics.parquet", index=False)
+    return metrics
+
+
+def _run_jobs(spec: PixelTrainSpec, run: Path, jobs: list[tuple[str, int]], scheduler: str | None, workers: int,
+              progress: Callable[[dict, int, int], None] | None) -> list[dict]:
+    results: list[dict] = []
+    if not scheduler and not workers:
+        for d, s in jobs:
+            results.append(train_pixel_task(spec, str(run), d, s))
+            if progress is not None:
+                progress(results[-1], len(results), len(jobs))
+        return results
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:
+        cluster = LocalCluster(n_workers=max(1, min(len(jobs), workers)), threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    try:
+        slots = sum(client.nthreads().values())
+        threads = max(1, (os.cpu_count() or 1) // max(1, slots))
+        futures = [client.submit(train_pixel_task, spec, str(run), d, s, threads, pure=False,
+                                 key=f"hl-train-pixel-{d}-{s}-{time.time()}") for d, s in jobs]
+        for fut in as_completed(futures):
+            results.append(fut.result())
+            if progress is not None:
+                progress(results[-1], len(results), len(jobs))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results
+
+
+def evaluate_pixel_run(run_dir: str | Path, tvsum_protocol: str = "umt") -> pd.DataFrame:
+    """One row per (domain, seed) of a PLD run's stored test scores under the dataset's protocol."""
+    run = Path(run_dir)
+    cfg_path, scores_path = run / "config.json", run / "scores.parquet"
+    if not cfg_path.exists():
+        raise ValueError(f"{run}: not a run directory (no config.json)")
+    if not scores_path.exists():
+        raise ValueError(f"{run}: no scores.parquet (the run has no test videos?)")
+    config = json.loads(cfg_path.read_text())
+    if config.get("head") != "pixel":
+        raise ValueError(f"{run}: not a pixel-level (PLD) run")
+    scores = pd.read_parquet(scores_path)
+    manifest = pd.read_parquet(config["manifest"])
+    manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
+    return evaluate_scores(scores, manifest_videos(manifest), tvsum_protocol)
