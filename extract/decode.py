@@ -54,6 +54,13 @@ def working_size(width: int, height: int, short_side: int = WORKING_SHORT_SIDE) 
     return w, h
 
 
+def _as_numpy(batch) -> np.ndarray:
+    """A decord NDArray as numpy without a copy (through DLPack; ``asnumpy`` copies, slowly)."""
+    import torch
+
+    return torch.from_dlpack(batch.to_dlpack()).numpy()
+
+
 def has_audio_stream(path: str | Path) -> bool:
     import av
 
@@ -84,7 +91,6 @@ class VideoSource:
             probe = decord.VideoReader(self.path, num_threads=threads)
             width, height = probe[0].shape[1], probe[0].shape[0]
             num_frames, fps = len(probe), float(probe.get_avg_fps())
-            del probe
         except Exception as exc:  # decord raises DECORDError with a C++ trace
             has_audio = has_audio_stream(self.path)
             cause = "no video stream (audio-only file?)" if has_audio else "not a decodable video"
@@ -92,10 +98,14 @@ class VideoSource:
         if num_frames <= 0 or not fps > 0:
             raise DecodeError(f"{self.path}: no frames or no frame rate (frames={num_frames}, fps={fps})")
         w, h = working_size(width, height, short_side)
-        try:
-            self._reader = decord.VideoReader(self.path, width=w, height=h, num_threads=threads)
-        except Exception as exc:
-            raise DecodeError(f"{self.path}: cannot open at {w}x{h} ({_one_line(exc)})") from None
+        if (w, h) == (width, height):  # decoded at its own size: the probe reader serves
+            self._reader = probe
+        else:
+            del probe
+            try:
+                self._reader = decord.VideoReader(self.path, width=w, height=h, num_threads=threads)
+            except Exception as exc:
+                raise DecodeError(f"{self.path}: cannot open at {w}x{h} ({_one_line(exc)})") from None
         self.info = VideoInfo(self.path, num_frames, fps, width, height, has_audio_stream(self.path))
         self.frame_size = (h, w)
         log.debug("opened %s: %d frames at %.3f fps, %dx%d -> %dx%d",
@@ -106,9 +116,11 @@ class VideoSource:
         indices = np.asarray(indices, dtype=np.int64)
         unique, inverse = np.unique(indices, return_inverse=True)
         try:
-            batch = self._reader.get_batch(unique.tolist()).asnumpy()
+            batch = _as_numpy(self._reader.get_batch(unique.tolist()))
         except Exception as exc:
             batch = self._frames_tolerant(unique, exc)
+        if len(unique) == len(indices) and np.array_equal(unique, indices):
+            return batch  # already sorted and distinct: no copy
         return batch[inverse]
 
     def _frames_tolerant(self, unique: np.ndarray, exc: Exception) -> np.ndarray:

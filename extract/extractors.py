@@ -7,24 +7,37 @@ An extractor is a backbone plus how its inputs are sampled:
   ``target_rate`` per second) -> maps [N, ...] (uint8 saliency maps, or float16 encoder maps)
 * ``audio``: the segment's samples at 32 kHz mono -> features [S, D] float32
 
-:func:`extract_video` walks the video in chunks of segments; for each chunk it decodes the union of the
-frames all extractors need once, then feeds each extractor from that buffer. Memory is bounded by the
-chunk, not the video.
+:func:`extract_video` walks the video in chunks of segments. For each chunk a producer decodes the union of
+the frames all extractors need, once; brings each distinct frame, once per extractor, to the size that
+extractor's preprocessing resizes to (a uint8 resize, so the backbone's own resize has nothing left to do);
+runs the backbone's preprocessing on those distinct frames only; and takes the chunk's audio. The model side
+gathers clips from the prepared frames batch by batch and runs the forward passes. With
+``RunSettings.prefetch`` > 0 the producer runs in a background thread, that many chunks ahead, so decoding and
+preprocessing overlap the models (decord and torch release the GIL). Memory is bounded by a few chunks, not
+the video.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from . import segments as seg
 from .backbones import BackboneSpec, create, get_spec
+from .backbones import c3d as _c3d
+from .backbones import r3d as _r3d
+from .backbones import stats as _stats
+from .backbones import tased as _tased
 from .decode import AUDIO_RATE, AudioCursor, VideoSource
 
 log = logging.getLogger(__name__)
@@ -79,13 +92,32 @@ def get_extractor(name: str) -> ExtractorDef:
         raise ValueError(f"unknown extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}") from None
 
 
+def default_precision(device: str = "cpu") -> str:
+    """The precision ``"auto"`` stands for: bf16 where the hardware computes it natively (CPUs with AVX512-BF16
+    or AMX, GPUs with bf16 support; fp16 on older GPUs), else fp32."""
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return "bf16" if any(p is not None and p() for p in probes) else "fp32"
+
+
 @dataclass
 class RunSettings:
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (resolved at construction: see default_precision)
     batch_size: int = 8  # clips per forward pass
     chunk_seconds: float = 16.0  # video processed this many seconds at a time (bounds memory)
     short_side: int = 256  # decoding resolution (short side); every backbone resizes from here
+    prefetch: int = 1  # chunks decoded and preprocessed ahead of the models, in a background thread (0: none)
+
+    def __post_init__(self):
+        if self.precision == "auto":
+            self.precision = default_precision(self.device)
+
+
+def effective_precision(d: ExtractorDef, settings: RunSettings) -> str:
+    """Weight-free extractors always run in fp32: they cost little and low precision only adds noise."""
+    return settings.precision if d.needs_weights else "fp32"
 
 
 def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) -> dict:
@@ -94,24 +126,77 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
     cfg = {
         "extractor": d.name, "backbone": d.backbone, "sampling": d.sampling, "output": d.output,
         "clip_frames": spec.clip_frames, "input_size": list(spec.input_size), "fps": spec.fps,
-        "sample_rate": spec.sample_rate, "segments": segment_spec, "precision": settings.precision,
-        "short_side": settings.short_side, "feature_layer": spec.feature_layer, "format": 1,
+        "sample_rate": spec.sample_rate, "segments": segment_spec, "precision": effective_precision(d, settings),
+        "short_side": settings.short_side, "feature_layer": spec.feature_layer, "format": 2,
     }
     if d.sampling == "window":
         cfg["target_rate"] = d.target_rate
+    if d.sampling != "audio" and d.backbone in FRAME_RESIZE:
+        cfg["frame_resize"] = "uint8"
     return cfg
+
+
+# -- frame sizes ----------------------------------------------------------------------------------------
+def _i3d_size(h: int, w: int) -> tuple[int, int]:
+    scale = 256 / min(h, w)  # short side 256, never below the 224 crop (as i3d.preprocess_rgb)
+    return max(224, round(h * scale)), max(224, round(w * scale))
+
+
+def _r3d_size(h: int, w: int) -> tuple[int, int]:
+    n = _r3d.SAMPLE_SIZE  # short side 112 (as r3d.preprocess)
+    return (int(n * h / w), n) if w < h else (n, int(n * w / h))
+
+
+# The (height, width) each backbone's preprocessing resizes a decoded H x W frame to, and whether it
+# antialiases. Frames are brought to that size once, in uint8, before the backbone's preprocessing, which then
+# resizes nothing (a same-size bilinear resize is the identity). A backbone missing here is given the decoded
+# frames as they are; one whose preprocessing changed would resize twice, still correctly.
+FRAME_RESIZE: dict[str, Callable[[int, int], tuple[tuple[int, int], bool]]] = {
+    "c3d": lambda h, w: (_c3d.RESIZE, True),
+    "c3d_maps": lambda h, w: (_c3d.RESIZE, True),
+    "i3d": lambda h, w: (_i3d_size(h, w), True),
+    "r3d34": lambda h, w: (_r3d_size(h, w), True),
+    "tased": lambda h, w: (_tased.INPUT_SIZE, False),
+    "tased_maps": lambda h, w: (_tased.INPUT_SIZE, False),
+    "stats": lambda h, w: (_stats.STATS_SIZE, True),
+    "motion_saliency": lambda h, w: ((224, 384), True),
+}
+PREPROCESS_FRAMES = 64  # distinct frames preprocessed at a time (bounds the float intermediates)
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
+    """uint8 RGB frames [N, H, W, 3] -> uint8 [N, size[0], size[1], 3]: bilinear with half-pixel centres
+    (optionally antialiased), rounded to the nearest integer: torch's vectorised uint8 path."""
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 RGB frames [N, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    if tuple(frames.shape[1:3]) == tuple(size) or len(frames) == 0:
+        return frames
+    x = frames.permute(0, 3, 1, 2)  # [N, 3, H, W] in channels-last memory: no copy
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
+                         antialias=antialias).permute(0, 2, 3, 1)
 
 
 # -- models, loaded once per process (one Dask worker = one process) ------------------------------------
 _MODELS: dict[tuple, torch.nn.Module] = {}
+_LOW_PRECISION_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+                          nn.ConvTranspose3d, nn.Linear)
 
 
 def load_model(backbone: str, weights: str | None, device: str, precision: str) -> torch.nn.Module:
+    """The backbone ready for inference: channels-last memory on CPU, and for bf16/fp16 the weights of the
+    layers autocast runs in that precision (convolutions, linear layers) stored in it already, so autocast
+    does not convert them again at every call. Outputs equal plain autocast's."""
     key = (backbone, weights, device, precision)
     if key not in _MODELS:
         model = create(backbone, weights=weights).to(device)
-        if get_spec(backbone).modality == "video" and device == "cpu":
-            model = model.to(memory_format=torch.channels_last_3d)
+        if device == "cpu":
+            video = get_spec(backbone).modality == "video"
+            model = model.to(memory_format=torch.channels_last_3d if video else torch.channels_last)
+        if precision != "fp32":
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            for module in model.modules():
+                if isinstance(module, _LOW_PRECISION_MODULES):
+                    module.to(dtype)
         _MODELS[key] = model
     return _MODELS[key]
 
@@ -130,6 +215,7 @@ class ExtractorState:
     d: ExtractorDef
     spec: BackboneSpec
     model: torch.nn.Module
+    precision: str = "fp32"
     outputs: list[np.ndarray] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     valid: list[bool] = field(default_factory=list)
@@ -146,20 +232,199 @@ class VideoResult:
     notes: dict[str, str]
     model_s: dict[str, float]
     decode_s: float
+    wait_s: float = 0.0  # time the models waited for decoded, preprocessed input
 
 
-def _forward(state: ExtractorState, inputs: torch.Tensor, settings: RunSettings) -> np.ndarray:
+# -- what a chunk feeds the models ----------------------------------------------------------------------
+@dataclass
+class ClipSet:
+    """Clips as rows of distinct preprocessed frames: clip i is ``frames[positions[i]]``."""
+
+    frames: torch.Tensor  # [U, h, w, C] the backbone's preprocessed distinct frames
+    positions: np.ndarray  # [N, T] int, rows of `frames`
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def clips(self, lo: int, hi: int) -> torch.Tensor:
+        """Clips lo..hi as the model input [n, C, T, h, w] (channels-last memory)."""
+        x = self.frames[torch.from_numpy(self.positions[lo:hi])]  # [n, T, h, w, C]
+        return x.permute(0, 4, 1, 2, 3)
+
+
+@dataclass
+class ChunkInputs:
+    """One chunk of segments, ready for the models."""
+
+    segments: int
+    video: dict[str, ClipSet]
+    audio: dict[str, list[tuple[np.ndarray, torch.Tensor]] | None]  # (rows, waveforms); None: no audio
+    times: dict[str, list[float]]
+    decode_s: float
+
+
+def prepare_clips(spec: BackboneSpec, backbone: str, frames: torch.Tensor, union: np.ndarray,
+                  plan: np.ndarray) -> ClipSet:
+    """Clips `plan` ([N, T] frame indices) from `frames` (uint8 [U, H, W, 3], the decoded frames `union`):
+    each distinct frame is resized and preprocessed once."""
+    own = np.unique(plan)
+    if len(own) != len(union):
+        frames = frames[torch.from_numpy(np.searchsorted(union, own))]
+    rule = FRAME_RESIZE.get(backbone)
+    out = None
+    for a in range(0, len(own), PREPROCESS_FRAMES):
+        f = frames[a:a + PREPROCESS_FRAMES]
+        if rule is not None:
+            f = resize_frames(f, *rule(f.shape[1], f.shape[2]))
+        x = spec.preprocess(f[None])[0].permute(1, 2, 3, 0)  # [1, C, k, h, w] -> [k, h, w, C]
+        if out is None:
+            out = torch.empty((len(own), *x.shape[1:]), dtype=x.dtype)
+        out[a:a + len(x)] = x
+    return ClipSet(out, np.searchsorted(own, plan))
+
+
+def _prepare_audio(spec: BackboneSpec, waves: list[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """Segments of equal length are batched together; a shorter one (the last) runs on its own."""
+    lengths = np.array([len(w) for w in waves])
+    return [(rows, spec.preprocess(torch.from_numpy(np.stack([waves[i] for i in rows]))))
+            for rows in (np.flatnonzero(lengths == n) for n in np.unique(lengths))]
+
+
+def _produce(source: VideoSource, segments: np.ndarray, bounds: list[tuple[int, int]],
+             video_states: list[ExtractorState], audio_states: list[ExtractorState],
+             cursor: AudioCursor | None) -> Iterator[ChunkInputs]:
+    """Decode and preprocess the chunks `bounds` of the video, one after another."""
+    info = source.info
+    targets = {s.d.name: seg.target_times(info.duration, s.d.target_rate)
+               for s in video_states if s.d.sampling == "window"}
+    for lo, hi in bounds:
+        chunk = segments[lo:hi]
+        # 1. which frames each video extractor needs in this chunk: [N, T] indices
+        plans: dict[str, np.ndarray] = {}
+        times: dict[str, list[float]] = {}
+        for s in video_states:
+            t_frames = s.spec.clip_frames
+            if s.d.sampling == "segment":
+                rows = [seg.clip_frame_indices(a, b, t_frames, info.fps, info.num_frames) for a, b in chunk]
+            else:
+                t = targets[s.d.name]
+                end = chunk[-1, 1] if hi < len(segments) else np.inf
+                mine = t[(t >= chunk[0, 0]) & (t < end)]
+                times[s.d.name] = mine.tolist()
+                last = seg.time_to_frame(mine, info.fps, info.num_frames)
+                rows = [seg.window_frame_indices(int(f), t_frames) for f in last]
+            plans[s.d.name] = np.stack(rows) if rows else np.zeros((0, t_frames), dtype=np.int64)
+        # 2. decode their union once, then prepare every extractor's clips from it
+        video: dict[str, ClipSet] = {}
+        decode_s = 0.0
+        wanted = [p.ravel() for p in plans.values() if p.size]
+        if wanted:
+            t0 = time.perf_counter()
+            union = np.unique(np.concatenate(wanted))
+            frames = torch.from_numpy(source.frames(union))
+            decode_s = time.perf_counter() - t0
+            for s in video_states:
+                if plans[s.d.name].size:
+                    video[s.d.name] = prepare_clips(s.spec, s.d.backbone, frames, union, plans[s.d.name])
+            del frames
+        # 3. the chunk's audio, shared by the audio extractors
+        audio: dict[str, list | None] = {s.d.name: None for s in audio_states}
+        if cursor is not None:
+            waves = [cursor.take(*seg.sample_range(a, b, AUDIO_RATE)) for a, b in chunk]
+            audio = {s.d.name: _prepare_audio(s.spec, waves) for s in audio_states}
+            if hi < len(segments):  # keep only audio a later segment still needs
+                cursor.release(seg.sample_range(segments[hi:, 0].min(), 0, AUDIO_RATE)[0])
+        yield ChunkInputs(len(chunk), video, audio, times, decode_s)
+
+
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class Prefetcher:
+    """Iterate `source` in a background thread, at most `depth` items ahead of the consumer.
+
+    Exceptions raised by `source` are raised again in the consumer; :meth:`close` stops the thread early.
+    With `single_thread_ops`, torch ops in the background thread use one thread (the models own the rest).
+    """
+
+    _END = object()
+
+    def __init__(self, source: Iterator, depth: int = 1, single_thread_ops: bool = True):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source, single_thread_ops),
+                                        name="hl-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, source: Iterator, single_thread_ops: bool) -> None:
+        if single_thread_ops:
+            torch.set_num_threads(1)  # this thread's OpenMP team; the models' threads keep their own setting
+        try:
+            for item in source:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(_Raised(exc))
+            return
+        self._put(self._END)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# -- the model side -------------------------------------------------------------------------------------
+def _forward(state: ExtractorState, inputs: torch.Tensor | ClipSet, settings: RunSettings) -> np.ndarray:
     """Run the model over `inputs` (already preprocessed) in batches; returns float32 numpy."""
     outs = []
     t0 = time.perf_counter()
-    with torch.inference_mode(), autocast(settings.device, settings.precision):
+    with torch.inference_mode(), autocast(settings.device, state.precision):
         for i in range(0, len(inputs), settings.batch_size):
-            x = inputs[i:i + settings.batch_size].to(settings.device)
+            j = i + settings.batch_size
+            x = inputs.clips(i, j) if isinstance(inputs, ClipSet) else inputs[i:j]
+            x = x.to(settings.device)
             if x.ndim == 5 and settings.device == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             outs.append(state.model(x).float().cpu())
     state.model_s += time.perf_counter() - t0
     return torch.cat(outs).numpy()
+
+
+def _stored(d: ExtractorDef, out: np.ndarray) -> np.ndarray:
+    """Model outputs in the dtype the cache keeps (converted chunk by chunk: memory stays small)."""
+    if d.output == "saliency":
+        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    if d.output == "maps":
+        return out.astype(np.float16)
+    return out.astype(np.float32, copy=False)
+
+
+def _audio_forward(s: ExtractorState, inputs: list[tuple[np.ndarray, torch.Tensor]] | None, segments: int,
+                   settings: RunSettings) -> np.ndarray:
+    out = np.zeros((segments, s.spec.feature_dim), dtype=np.float32)
+    for rows, x in inputs or ():
+        out[rows] = _forward(s, x, settings)
+    return out
 
 
 def extract_video(
@@ -173,75 +438,57 @@ def extract_video(
     info = source.info
     states = []
     for d, weights in extractors:
-        spec = get_spec(d.backbone)
-        states.append(ExtractorState(d, spec, load_model(d.backbone, weights, settings.device, settings.precision)))
+        precision = effective_precision(d, settings)
+        model = load_model(d.backbone, weights, settings.device, precision)
+        states.append(ExtractorState(d, get_spec(d.backbone), model, precision))
     video_states = [s for s in states if s.d.sampling != "audio"]
     audio_states = [s for s in states if s.d.sampling == "audio"]
     notes: dict[str, str] = {}
-
-    cursor = AudioCursor(source.audio_chunks(sample_rate=AUDIO_RATE)) if info.has_audio else None
     if audio_states and not info.has_audio:
         for s in audio_states:
             notes[s.d.name] = "no audio track: features are zeros and valid=False"
-    targets = {s.d.name: seg.target_times(info.duration, s.d.target_rate)
-               for s in video_states if s.d.sampling == "window"}
+    cursor = (AudioCursor(source.audio_chunks(sample_rate=AUDIO_RATE))
+              if info.has_audio and audio_states else None)
 
-    decode_s = 0.0
-    chunk_bounds = _chunks(segments, settings.chunk_seconds)
-    for c, (lo, hi) in enumerate(chunk_bounds):
-        chunk = segments[lo:hi]
-        # 1. which frames each video extractor needs in this chunk
-        plans: dict[str, list[np.ndarray]] = {}
-        for s in video_states:
-            if s.d.sampling == "segment":
-                plans[s.d.name] = [
-                    seg.clip_frame_indices(a, b, s.spec.clip_frames, info.fps, info.num_frames) for a, b in chunk
-                ]
-            else:
-                t = targets[s.d.name]
-                end = chunk[-1, 1] if hi < len(segments) else np.inf
-                mine = t[(t >= chunk[0, 0]) & (t < end)]
-                s.times.extend(mine.tolist())
-                last = seg.time_to_frame(mine, info.fps, info.num_frames)
-                plans[s.d.name] = [seg.window_frame_indices(int(f), s.spec.clip_frames) for f in last]
-        # 2. decode their union once
-        wanted = [idx for p in plans.values() for idx in p]
-        if wanted:
+    bounds = _chunks(segments, settings.chunk_seconds)
+    chunks = _produce(source, segments, bounds, video_states, audio_states, cursor)
+    prefetcher = Prefetcher(chunks, settings.prefetch, settings.device == "cpu") if settings.prefetch > 0 else None
+    stream = iter(prefetcher) if prefetcher is not None else chunks
+    decode_s = wait_s = 0.0
+    try:
+        for c in range(len(bounds)):
             t0 = time.perf_counter()
-            union = np.unique(np.concatenate(wanted))
-            frames = source.frames(union)
-            decode_s += time.perf_counter() - t0
-            lookup = {int(f): i for i, f in enumerate(union)}
-        # 3. feed every extractor from the buffer
-        for s in video_states:
-            plan = plans[s.d.name]
-            if not plan:
-                continue
-            clips = np.stack([frames[[lookup[int(f)] for f in idx]] for idx in plan])  # [N, T, H, W, 3]
-            x = s.spec.preprocess(torch.from_numpy(clips))
-            s.outputs.append(_forward(s, x, settings))
-        for s in audio_states:
-            s.outputs.append(_audio_chunk(s, chunk, cursor, settings))
-            s.valid.extend([cursor is not None] * len(chunk))
-        if cursor is not None and hi < len(segments):  # keep only audio a later segment still needs
-            cursor.release(seg.sample_range(segments[hi:, 0].min(), 0, AUDIO_RATE)[0])
-        if progress is not None:
-            progress((c + 1) / len(chunk_bounds))
+            item = next(stream)
+            wait_s += time.perf_counter() - t0
+            decode_s += item.decode_s
+            for s in video_states:
+                s.times.extend(item.times.get(s.d.name, ()))
+                if s.d.name in item.video:
+                    s.outputs.append(_stored(s.d, _forward(s, item.video[s.d.name], settings)))
+            for s in audio_states:
+                s.outputs.append(_audio_forward(s, item.audio[s.d.name], item.segments, settings))
+                s.valid.extend([item.audio[s.d.name] is not None] * item.segments)
+            del item
+            if progress is not None:
+                progress((c + 1) / len(bounds))
+    finally:
+        if prefetcher is not None:
+            prefetcher.close()
 
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for s in states:
-        out = np.concatenate(s.outputs) if s.outputs else np.zeros((0, s.spec.feature_dim), np.float32)
-        if s.d.output == "saliency":
-            arrays[s.d.name] = {"maps": np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8),
-                                "times": np.asarray(s.times), "segments": segments}
-        elif s.d.output == "maps":
-            arrays[s.d.name] = {"features": out.astype(np.float16), "times": np.asarray(s.times),
-                                "segments": segments}
+        if s.outputs:
+            out = np.concatenate(s.outputs)
         else:
-            arrays[s.d.name] = {"features": out.astype(np.float32), "segments": segments}
+            out = _stored(s.d, np.zeros((0, *(s.spec.feature_shape or (s.spec.feature_dim,))), np.float32))
+        if s.d.output in ("saliency", "maps"):
+            key = "maps" if s.d.output == "saliency" else "features"
+            arrays[s.d.name] = {key: out, "times": np.asarray(s.times), "segments": segments}
+        else:
+            arrays[s.d.name] = {"features": out, "segments": segments}
             if s.d.sampling == "audio":
                 arrays[s.d.name]["valid"] = np.asarray(s.valid, dtype=bool)
-    return VideoResult(info, segments, arrays, notes, {s.d.name: s.model_s for s in states}, decode_s)
+    return VideoResult(info, segments, arrays, notes, {s.d.name: s.model_s for s in states}, decode_s, wait_s)
 
 
 def _chunks(segments: np.ndarray, seconds: float) -> list[tuple[int, int]]:
@@ -254,21 +501,6 @@ def _chunks(segments: np.ndarray, seconds: float) -> list[tuple[int, int]]:
         bounds.append((lo, hi))
         lo = hi
     return bounds
-
-
-def _audio_chunk(s: ExtractorState, chunk: np.ndarray, cursor: AudioCursor | None,
-                 settings: RunSettings) -> np.ndarray:
-    if cursor is None:
-        return np.zeros((len(chunk), s.spec.feature_dim), dtype=np.float32)
-    waves = [cursor.take(*seg.sample_range(a, b, AUDIO_RATE)) for a, b in chunk]
-    out = np.zeros((len(chunk), s.spec.feature_dim), dtype=np.float32)
-    # segments of equal length are batched together; a shorter one (the last) runs on its own
-    lengths = np.array([len(w) for w in waves])
-    for length in np.unique(lengths):
-        rows = np.flatnonzero(lengths == length)
-        x = s.spec.preprocess(torch.from_numpy(np.stack([waves[i] for i in rows])))
-        out[rows] = _forward(s, x, settings)
-    return out
 
 
 def weights_for(d: ExtractorDef, weights_dir: str | Path | None) -> str | None:
