@@ -254,7 +254,10 @@ class FrameBank:
     """The training frames of one task: their encoder maps and pixel labels, served as shuffled batches.
 
     Maps stay in memory (float16, as cached) when they fit in `memory_bytes`; otherwise each epoch reads them
-    from the cache a group of videos at a time (the groups fit the budget), shuffling inside a group."""
+    from the cache a group of videos at a time (each group fits the budget, or is one video), shuffling inside
+    a group. Pixel labels are kept for highlight frames only; other frames' labels are made per batch."""
+
+    ZEROS, ONES = -1, -2  # label references of frames labelled 0 (or 1) everywhere
 
     def __init__(self, store: FeatureStore, videos: list[PixelVideo], maps_name: str, in_shape: tuple[int, ...],
                  out_size: tuple[int, int], batch_size: int, memory_bytes: float = 4 * 2**30):
@@ -264,12 +267,20 @@ class FrameBank:
         self.in_shape, self.out_size, self.batch_size = tuple(in_shape), tuple(out_size), batch_size
         self.frame_bytes = int(np.prod(in_shape)) * 2
         self.memory_bytes = memory_bytes
-        total = sum(len(v.rows) for v in videos) * self.frame_bytes
-        self.in_memory = total <= memory_bytes
-        self._maps: dict[str, np.ndarray] = {}
-        if self.in_memory:
-            for v in videos:
-                self._maps[v.video_id] = self._read(v)
+        self.in_memory = self.frames * self.frame_bytes <= memory_bytes
+        # per video, each frame's label: an index into self._pixel, or ZEROS / ONES
+        self._refs, pixel, k = [], [], 0
+        for v in videos:
+            ref = np.full(len(v.rows), self.ZEROS, dtype=np.int64)
+            if v.labels is None:
+                ref[v.highlight] = self.ONES
+            else:
+                ref[v.highlight] = np.arange(k, k + len(v.labels))
+                pixel.append(v.labels)
+                k += len(v.labels)
+            self._refs.append(ref)
+        self._pixel = np.concatenate(pixel) if pixel else np.zeros((0, *self.out_size), dtype=np.uint8)
+        self._maps = np.concatenate([self._read(v) for v in videos]) if self.in_memory else None
 
     @property
     def frames(self) -> int:
@@ -282,31 +293,32 @@ class FrameBank:
                              f"expected {self.in_shape}")
         return np.ascontiguousarray(maps[v.rows], dtype=np.float16)
 
-    def _maps_of(self, v: PixelVideo) -> np.ndarray:
-        return self._maps[v.video_id] if self.in_memory else self._read(v)
-
-    @staticmethod
-    def _label_maps(v: PixelVideo, out_size: tuple[int, int]) -> np.ndarray:
-        """[N, H, W] uint8 labels of every training frame of `v`."""
-        out = np.zeros((len(v.rows), *out_size), dtype=np.uint8)
-        if v.labels is None:
-            out[v.highlight] = 1  # whole highlight frames (w/o spatial)
-        else:
-            out[v.highlight] = v.labels
+    def labels(self, refs: np.ndarray) -> np.ndarray:
+        """uint8 [B, H, W] pixel labels of the frames with label references `refs`."""
+        out = np.zeros((len(refs), *self.out_size), dtype=np.uint8)
+        out[refs == self.ONES] = 1
+        stored = refs >= 0
+        out[stored] = self._pixel[refs[stored]]
         return out
 
     def positive_rate(self) -> float:
         """Share of label-1 pixels over all training frames."""
-        ones = sum(int(v.labels.sum()) if v.labels is not None else int(v.highlight.sum()) * int(np.prod(self.out_size))
-                   for v in self.videos)
+        refs = np.concatenate(self._refs)
+        ones = int(self._pixel.sum(dtype=np.int64)) + int((refs == self.ONES).sum()) * int(np.prod(self.out_size))
         return ones / (self.frames * float(np.prod(self.out_size)))
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        if self.in_memory:
+            yield from (self._maps[i:i + 256] for i in range(0, len(self._maps), 256))
+        else:
+            yield from (self._read(v) for v in self.videos)
 
     def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of the training maps (over frames, time and space)."""
         c = self.in_shape[0]
         s1, s2, n = np.zeros(c), np.zeros(c), 0
-        for v in self.videos:
-            x = self._maps_of(v).astype(np.float64).reshape(len(v.rows), c, -1)
+        for maps in self._chunks():
+            x = maps.astype(np.float64).reshape(len(maps), c, -1)
             s1 += x.sum(axis=(0, 2))
             s2 += (x**2).sum(axis=(0, 2))
             n += x.shape[0] * x.shape[2]
@@ -314,31 +326,30 @@ class FrameBank:
         std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
         return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
-    def _groups(self, rng: np.random.Generator) -> Iterator[list[PixelVideo]]:
-        order = [self.videos[i] for i in rng.permutation(len(self.videos))]
+    def _groups(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(maps, label refs) of the frames one shuffle runs over: everything, or a group of videos."""
         if self.in_memory:
-            yield order
+            yield self._maps, np.concatenate(self._refs)
             return
-        group, size = [], 0
-        for v in order:
-            need = len(v.rows) * self.frame_bytes
-            if group and size + need > self.memory_bytes:
-                yield group
-                group, size = [], 0
-            group.append(v)
-            size += need
+        group: list[int] = []
+        for i in rng.permutation(len(self.videos)).tolist():
+            if group and (sum(len(self.videos[j].rows) for j in group) + len(self.videos[i].rows)) \
+                    * self.frame_bytes > self.memory_bytes:
+                yield np.concatenate([self._read(self.videos[j]) for j in group]), \
+                    np.concatenate([self._refs[j] for j in group])
+                group = []
+            group.append(i)
         if group:
-            yield group
+            yield np.concatenate([self._read(self.videos[j]) for j in group]), \
+                np.concatenate([self._refs[j] for j in group])
 
     def batches(self, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of (maps [B, C, T, h, w] float16, labels [B, H, W] uint8) batches."""
-        for group in self._groups(rng):
-            maps = np.concatenate([self._maps_of(v) for v in group])
-            labels = np.concatenate([self._label_maps(v, self.out_size) for v in group])
+        for maps, refs in self._groups(rng):
             order = rng.permutation(len(maps))
             for i in range(0, len(order), self.batch_size):
                 idx = np.sort(order[i:i + self.batch_size])
-                yield torch.from_numpy(maps[idx]), torch.from_numpy(labels[idx])
+                yield torch.from_numpy(maps[idx]), torch.from_numpy(self.labels(refs[idx]))
 
 
 # -- training -----------------------------------------------------------------------------------------------------

@@ -173,15 +173,19 @@ def test_pixel_bce_and_files(tmp_path):
 
 
 def test_static_clip_repeats_the_target_frame():
-    from hl.extract.backbones import get_spec, static_clip  # noqa: F401  (registers the *_static specs)
-    from hl.extract.backbones.c3d import preprocess
+    from hl.extract.backbones import create, get_spec, static_clip  # noqa: F401  (registers the *_static specs)
 
     spec = get_spec("c3d_maps_static")
     assert spec.clip_frames == 1 and spec.feature_shape == get_spec("c3d_maps").feature_shape
-    clip = np.random.default_rng(0).integers(0, 256, (2, 3, 40, 60, 3), dtype=np.uint8)
-    want = preprocess(np.repeat(clip[:, -1:], 16, axis=1))
-    assert torch.equal(spec.preprocess(clip), want)
-    assert get_spec("tased_maps_static").preprocess(clip[:1, :1]).shape == (1, 3, 32, 224, 384)
+    torch.manual_seed(0)
+    static = create("c3d_maps_static")
+    plain = create("c3d_maps")
+    plain.load_state_dict(static.state_dict())  # same parameter names and shapes: one checkpoint serves both
+    frame = torch.randn(1, 3, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(static(frame), plain(frame.expand(-1, -1, 16, -1, -1)))
+        torch.testing.assert_close(static(torch.cat([torch.randn(1, 3, 3, 32, 32), frame], 2)), static(frame))
+    assert get_spec("tased_maps_static").clip_frames == 1
 
 
 # -- end to end: cache -> train -> predict ----------------------------------------------------------------------

@@ -5,47 +5,56 @@ Registered specs (importing this module registers them):
     "c3d_maps_static"    C3D conv5b of the target frame repeated 16 times      [512, 2, 7, 7]
     "tased_maps_static"  S3D Mixed_5c of the target frame repeated 32 times    [1024, 4, 7, 12]
 
-Same modules, checkpoints and output shapes as ``c3d_maps`` / ``tased_maps``; only the input differs. A
-window extractor samples ``clip_frames`` consecutive frames ending at the target frame: these specs ask for
-one (``clip_frames=1``, so only the target frame is decoded) and their preprocessing repeats it to the clip
-length the encoder takes (``extra["repeat"]``).
+Same parameters (names and shapes), checkpoints, preprocessing and output shapes as ``c3d_maps`` /
+``tased_maps``. A window extractor samples ``clip_frames`` consecutive frames ending at the target frame:
+these specs ask for one (``clip_frames=1``: only the target frame is decoded and preprocessed) and the model
+repeats it along time to the clip length the encoder was built for (``extra["repeat"]``) before its forward.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from functools import partial
 
-import numpy as np
 import torch
 
 from ._registry import BackboneSpec, get_spec, register
+from .c3d import C3D
+from .c3d import CLIP_FRAMES as C3D_FRAMES
+from .tased import CLIP_FRAMES as TASED_FRAMES
+from .tased import TasedNet
 
 
-def repeat_target(preprocess: Callable[..., torch.Tensor], length: int) -> Callable[..., torch.Tensor]:
-    """A preprocessing that keeps each clip's last frame and repeats it `length` times:
-    uint8 [N, T, H, W, 3] -> the encoder's input [N, 3, length, h, w]."""
-
-    def run(frames) -> torch.Tensor:
-        frames = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
-        if not isinstance(frames, torch.Tensor) or frames.dim() != 5 or frames.shape[1] == 0:
-            shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
-            raise ValueError(f"expected uint8 RGB clips [N, T, H, W, 3] with T >= 1, got {shape}")
-        x = preprocess(frames[:, -1:])  # [N, 3, 1, h, w]
-        return x.expand(-1, -1, length, -1, -1).contiguous()
-
-    return run
+def repeat_last(clip: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B, C, length, H, W]: the clip's last frame, `length` times."""
+    if clip.dim() != 5 or clip.shape[2] == 0:
+        raise ValueError(f"expected a clip [B, C, T, H, W] with T >= 1, got {list(clip.shape)}")
+    return clip[:, :, -1:].expand(-1, -1, length, -1, -1).contiguous()
 
 
-def _static(base: str, name: str) -> BackboneSpec:
+class C3DStatic(C3D):
+    """C3D whose clip is its last frame repeated 16 times (same parameters as C3D)."""
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return super().forward(repeat_last(clip, C3D_FRAMES))
+
+
+class TasedStatic(TasedNet):
+    """TASED-Net whose clip is its last frame repeated 32 times (same parameters as TasedNet)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(repeat_last(x, TASED_FRAMES))
+
+
+def _static(base: str, name: str, build, length: int) -> BackboneSpec:
     spec = get_spec(base)
     return dataclasses.replace(
-        spec, name=name, clip_frames=1, preprocess=repeat_target(spec.preprocess, spec.clip_frames), fps=0.0,
-        feature_layer=f"{spec.feature_layer}, of the target frame repeated {spec.clip_frames} times",
-        notes=f"The target frame alone, repeated to a {spec.clip_frames}-frame clip (PLD w/o temporal); "
+        spec, name=name, build=build, clip_frames=1,
+        feature_layer=f"{spec.feature_layer}, of the target frame repeated {length} times",
+        notes=f"The target frame alone, repeated to a {length}-frame clip (PLD w/o temporal); "
         f"loads the same checkpoint as {base!r}.",
-        extra={**spec.extra, "repeat": spec.clip_frames, "base": base},
+        extra={**spec.extra, "repeat": length, "base": base},
     )
 
 
-register(_static("c3d_maps", "c3d_maps_static"))
-register(_static("tased_maps", "tased_maps_static"))
+register(_static("c3d_maps", "c3d_maps_static", partial(C3DStatic, output="conv5b"), C3D_FRAMES))
+register(_static("tased_maps", "tased_maps_static", partial(TasedStatic, output="bottleneck"), TASED_FRAMES))
