@@ -134,7 +134,7 @@ def score_curve_svg(scores, segments, duration: float, cards: list[Card], width:
     for c in cards:
         x0, x1 = x(c.start), x(c.end)
         parts.append(f'<rect class="moment" data-rank="{c.rank}" x="{x0:.1f}" y="{top}" '
-                     f'width="{max(x1 - x0, 1.5):.1f}" height="{ph}"><title>#{c.rank} {clock(c.start)}-'
+                     f'width="{max(x1 - x0, 3.0):.1f}" height="{ph}"><title>#{c.rank} {clock(c.start)}-'
                      f'{clock(c.end)} score {c.score:.3f}</title></rect>')
         parts.append(f'<text class="rank" x="{(x0 + x1) / 2:.1f}" y="{top + 12}">{c.rank}</text>')
     for s in (lo, (lo + hi) / 2, hi):
