@@ -376,13 +376,47 @@ def predict(run_dir, cache, out, videos):
     click.echo(f"scored {len(preds)} videos -> {js} and {table}")
 
 
+# -- hl highlights -------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("video_or_dir", type=click.Path(path_type=Path))
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A trained run.")
+@click.option("--top", type=int, default=5, show_default=True, help="Most moments kept per video.")
+@click.option("--min-gap", type=float, default=4.0, show_default=True,
+              help="Least seconds between the end of one moment and the start of the next.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("highlights"), show_default=True)
+@click.option("--clips", is_flag=True, help="Cut every moment as its own file (packet copy: fast, lossless).")
+@click.option("--reencode", is_flag=True, help="With --clips: cut exactly at the moment (H.264 + AAC).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Feature cache (default OUT/cache).")
+@click.option("--weights-dir", type=click.Path(path_type=Path), default=None, envvar="HL_WEIGHTS_DIR")
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
+@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def highlights(video_or_dir, run_dir, top, min_gap, out, clips, reencode, cache, weights_dir, scheduler, workers,
+               quiet):
+    """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips."""
+    from hl.pipelines.highlights import HighlightsError, highlights_command
+
+    def echo(line: str) -> None:
+        click.echo(line, err=line.lstrip().startswith("failed:"))
+
+    try:
+        code = highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips,
+                                  cache=cache, reencode=reencode, weights_dir=weights_dir, scheduler=scheduler,
+                                  workers=workers, quiet=quiet, echo=echo)
+    except HighlightsError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
 # -- hl demo -------------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--out", default="hl-demo", show_default=True, type=click.Path(path_type=Path))
 @click.option("--videos", type=int, default=12, show_default=True, help="Generated videos.")
 @click.option("--seconds", type=float, default=20.0, show_default=True, help="Length of each video.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds to train and report.")
+@click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
-def demo(out, videos, seconds, workers):
+def demo(out, videos, seconds, seeds, epochs, workers):
     """The whole job on generated videos: extract -> train heads -> evaluate -> highlights + report.
 
     Needs no internet and no pretrained weights (weight-free features)."""
@@ -391,7 +425,8 @@ def demo(out, videos, seconds, workers):
 
     progress = ExtractProgress()
     try:
-        run_demo(out, videos=videos, seconds=seconds, workers=workers, reporter=progress.reporter(),
+        run_demo(out, videos=videos, seconds=seconds, seeds=tuple(int(x) for x in _csv(seeds)), epochs=epochs,
+                 workers=workers, reporter=progress.reporter(),
                  say=lambda line: click.echo(line, err=False))
     finally:
         progress.close()
