@@ -285,12 +285,29 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--no-rank", is_flag=True, help="Ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None)
 @click.option("--fusion", type=click.Choice(["late", "early"]), default=None)
+@click.option("--head", "head_kind", type=click.Choice(["segment", "pixel"]), default="segment", show_default=True,
+              help="segment: the co-occurrence head (HPCL); pixel: the pixel-level distinction decoder (PLD).")
+@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default="c3d", show_default=True,
+              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384).")
+@click.option("--beta", type=float, default=None,
+              help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
+@click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
+              help="pixel: normalisation of the saliency map before comparing with beta.")
+@click.option("--ablate", type=click.Choice(["spatial", "temporal"]), default=None,
+              help="pixel: w/o spatial (whole highlight frames 1) or w/o temporal (the target frame repeated).")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
 def train_head(cache, manifest, out, domains, visual, audio, model, epochs, seeds, joint, val_fraction, no_hpcl,
-               no_rank, global_query, fusion, scheduler, workers):
-    """Train co-occurrence heads from the cache: one per domain (default) or joint, for every seed."""
+               no_rank, global_query, fusion, head_kind, backbone, beta, saliency_norm, ablate, scheduler, workers):
+    """Train heads from the cache: one per domain (default) or joint, for every seed.
+
+    The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
+    cached frozen-encoder maps and saliency maps of `hl extract --extractors tased,c3d_maps`."""
     from hl.pipelines.train import TrainError, TrainSpec, summary_table, train_heads
+
+    if head_kind == "pixel":
+        return _train_pixel(cache, manifest, out, domains, seeds, joint, epochs, backbone, beta, saliency_norm,
+                            ablate, scheduler, workers)
 
     head: dict = {}
     arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
@@ -309,22 +326,53 @@ def train_head(cache, manifest, out, domains, visual, audio, model, epochs, seed
     spec = TrainSpec(cache=str(cache), manifest=str(manifest) if manifest else None, visual=_csv(visual),
                      audio=_csv(audio), domains=tuple(domains) or None, seeds=seed_list, joint=joint,
                      val_fraction=val_fraction, head=head)
+    bar, progress = _train_progress()
+    try:
+        metrics = train_heads(spec, out, scheduler=scheduler, workers=workers, progress=progress)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    except TrainError as exc:
+        _fail(str(exc))
+    finally:
+        bar.close()
+    _print_summary(summary_table(metrics), metrics)
+    click.echo(f"run written to {out}")
+
+
+def _train_progress():
     from tqdm import tqdm
 
     bar = tqdm(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
 
     def progress(res, done, total):
         bar.total = total
-        bar.write(f"[{done}/{total}] {res['domain']} seed {res['seed']}: {res['epochs']} epochs, "
-                  f"{res['train_videos']} train / {res['test_videos']} test videos, {res['seconds']:.1f} s",
+        detail = f", {res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos" \
+            if "epochs" in res and "train_videos" in res else ""
+        bar.write(f"[{done}/{total}] {res['domain']} seed {res['seed']}{detail}, {res.get('seconds', 0):.1f} s",
                   file=sys.stderr)
         bar.update(1)
 
+    return bar, progress
+
+
+def _train_pixel(cache, manifest, out, domains, seeds, joint, epochs, backbone, beta, saliency_norm, ablate,
+                 scheduler, workers):
+    from hl.pipelines.train import TrainError, summary_table
+    from hl.pipelines.train_pixel import PixelTrainSpec, train_pixel
+
     try:
-        metrics = train_heads(spec, out, scheduler=scheduler, workers=workers, progress=progress)
-    except (ValueError, OSError) as exc:
+        spec = PixelTrainSpec(cache=str(cache), manifest=str(manifest) if manifest else None, backbone=backbone,
+                              beta=beta, saliency_norm=saliency_norm, ablate=ablate,
+                              domains=tuple(domains) or None, seeds=tuple(int(x) for x in _csv(seeds)),
+                              joint=joint, **({"epochs": epochs} if epochs else {}))
+    except ValueError as exc:
         _fail(str(exc))
     except TrainError as exc:
+        _fail(str(exc))
+    bar, progress = _train_progress()
+    try:
+        metrics = train_pixel(spec, out, scheduler=scheduler, workers=workers or 0, progress=progress)
+    except (TrainError, ValueError, OSError) as exc:
         _fail(str(exc))
     finally:
         bar.close()
@@ -348,13 +396,21 @@ def eval_cmd(run_dir, tvsum_protocol):
 
     from hl.pipelines.evaluate import evaluate_run
     from hl.pipelines.train import summary_table
+    from hl.pipelines.train_pixel import evaluate_pixel_run
 
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        _fail(f"{run_dir}: not a run directory (no config.json)")
+    cfg = json.loads(config_path.read_text())
+    pixel = cfg.get("head") == "pixel"
     try:
-        metrics = evaluate_run(run_dir, tvsum_protocol=tvsum_protocol)
+        metrics = (evaluate_pixel_run if pixel else evaluate_run)(run_dir, tvsum_protocol=tvsum_protocol)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     _print_summary(summary_table(metrics), metrics)
-    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    if pixel:
+        click.echo(f"pixel-level head on {cfg['maps_extractor']} maps")
+        return
     click.echo(f"features: visual {'+'.join(cfg['spec']['visual'])}, audio {'+'.join(cfg['spec']['audio']) or '-'};"
                f" model {cfg['head']['arch']['model']}, {cfg['head']['epochs']} epochs (fixed)")
 
@@ -364,16 +420,32 @@ def eval_cmd(run_dir, tvsum_protocol):
 @click.option("--cache", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="PRED.json (+ PRED.parquet).")
 @click.option("--video", "videos", multiple=True, help="Only these video ids (repeatable).")
-def predict(run_dir, cache, out, videos):
+@click.option("--maps", "maps_dir", type=click.Path(path_type=Path), default=None,
+              help="Pixel-level runs: write per video a PNG strip of frames with the map overlaid + the score curve.")
+def predict(run_dir, cache, out, videos, maps_dir):
     """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
+    import json
+
     from hl.pipelines.predict import PredictError, predict_scores, write_predictions
 
+    config_path = Path(run_dir) / "config.json"
+    pixel = config_path.exists() and json.loads(config_path.read_text()).get("head") == "pixel"
+    if maps_dir is not None and not pixel:
+        _fail(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
     try:
-        preds = predict_scores(run_dir, cache, list(videos) or None)
-    except (PredictError, ValueError, OSError) as exc:
-        _fail(str(exc))
+        if pixel:
+            from hl.pipelines.predict_pixel import predict_pixel, write_map_pictures
+
+            preds = predict_pixel(run_dir, cache, list(videos) or None)
+        else:
+            preds = predict_scores(run_dir, cache, list(videos) or None)
+    except (PredictError, ValueError, OSError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
     js, table = write_predictions(preds, out)
     click.echo(f"scored {len(preds)} videos -> {js} and {table}")
+    if maps_dir is not None:
+        pictures = write_map_pictures(preds, run_dir, cache, maps_dir)
+        click.echo(f"{len(pictures)} map pictures -> {maps_dir}")
 
 
 # -- hl highlights -------------------------------------------------------------------------------------------
