@@ -195,7 +195,7 @@ def match_times(reference: np.ndarray, times: np.ndarray, tolerance: float = TIM
 
 def load_pixel_video(store: FeatureStore, labelled: LabelledVideo, segments: np.ndarray, maps_name: str,
                      saliency: str | None, beta: float, norm: str, view: tuple[float, float, float, float],
-                     out_size: tuple[int, int], with_labels: bool = True) -> PixelVideo:
+                     out_size: tuple[int, int]) -> PixelVideo:
     """Match one video's cached target frames with its saliency maps and manifest segments; build the pixel
     labels of its highlight frames (``saliency=None``: whole-frame labels, the w/o spatial ablation)."""
     vid = labelled.video.video_id
@@ -211,7 +211,7 @@ def load_pixel_video(store: FeatureStore, labelled: LabelledVideo, segments: np.
                          + (f" and has a {saliency!r} map" if saliency else ""))
     highlight = labelled.video.labels[frame_segments(times[rows], segments)].astype(bool)
     labels = None
-    if with_labels and saliency is not None and highlight.any():
+    if saliency is not None and highlight.any():
         wanted, inverse = np.unique(sal_rows[rows[highlight]], return_inverse=True)  # h5py reads increasing rows
         sal = store.maps(vid, saliency, wanted)[inverse]
         full = pseudo_labels(sal, np.ones(len(sal), dtype=bool), beta, norm, spatial=True)
@@ -225,7 +225,7 @@ def load_pixel_videos(store: FeatureStore, manifest: pd.DataFrame, spec: PixelTr
     the saliency extractor used)."""
     labelled = [v for v in manifest_videos(manifest) if v.split in splits]
     present = [v for v in labelled if _cached(store, v.video.video_id, spec.maps_name)]
-    missing = [v.video.video_id for v in labelled if v not in present]
+    missing = sorted({v.video.video_id for v in labelled} - {v.video.video_id for v in present})
     saliency = choose_saliency(store, [v.video.video_id for v in present], spec.saliency) \
         if spec.spatial and present else None
     if saliency is not None:
