@@ -138,3 +138,13 @@ def test_preprocess_rejects_bad_input():
         preprocess(np.zeros((16, 112, 112, 3), np.uint8))
     with pytest.raises(TypeError, match="uint8"):
         preprocess(np.zeros((1, 16, 112, 112, 3), np.float32))
+
+
+def test_random_init_is_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    code = "from hl.extract.backbones import create; print(float(create('c3d').fc6.weight[:4, :4].sum()))"
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)}
+    assert len(runs) == 1

@@ -69,10 +69,14 @@ def load_state_dict(spec: BackboneSpec, path: str | Path) -> dict[str, torch.Ten
 def create(name: str, weights: str | Path | None = None) -> nn.Module:
     """Build backbone `name` in eval mode; load `weights` (a checkpoint in its public format) if given.
 
-    With ``weights=None`` the module keeps its random initialisation (for tests and benchmarks).
+    With ``weights=None`` the module keeps its random initialisation (seeded, so every process builds the
+    same one: for tests and benchmarks).
     """
     spec = get_spec(name)
-    model = spec.build()
+    # a fixed seed: random-init models (tests, speed runs) are the same in every worker process
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = spec.build()
     if weights is not None:
         state = load_state_dict(spec, weights)
         model.load_state_dict(state, strict=True)
