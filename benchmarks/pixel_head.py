@@ -173,11 +173,10 @@ def epoch_times(args, cache: Path, weights: Path) -> dict[str, float]:
 def tased_figures(root: Path, seconds: float = 4.0) -> dict[str, float]:
     """TASED encoder maps of one short video (random S3D): bytes per video-minute, encoder seconds per frame,
     and the TASED-style decoder's training step per frame."""
-    from pixel_synthetic import write_textured_video
-
+    from hl.data_manifests.synthetic import write_video
     from hl.heads.pixel_decoder import PixelDistinction, pixel_bce
 
-    path = write_textured_video(root / "tased" / "clip.mp4", seconds=seconds, fps=30.0, highlights=((1.0, 3.0),))
+    path = write_video(root / "tased" / "clip.mp4", seconds=seconds, fps=30.0, highlights=((1.0, 3.0),), texture=True)
     torch.manual_seed(0)
     source = VideoSource(path)
     segments = seg.fixed_segments(source.info.duration, 2.0)

@@ -2,7 +2,9 @@
 
 Each video is a textured, slowly drifting background. During highlight intervals a bright object moves
 across the frame and a tone sounds; elsewhere the scene is calm and the audio is faint noise. The object's
-position is known per frame (:func:`object_box`), so pixel-level maps can be scored against it.
+position is known per frame (:func:`object_box`), so pixel-level maps can be scored against it. With
+``texture=True`` the object carries a checkerboard that moves with it, so motion-based saliency covers its
+whole area rather than only its edges (as real, textured objects do).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def write_video(
     audio: bool = True,
     seed: int = 0,
     codec: str = "libx264",
+    texture: bool = False,
 ) -> Path:
     """Write one synthetic video (h264 + AAC by default) and return its path."""
     import av
@@ -88,7 +91,7 @@ def write_video(
             box = object_box(t, seconds, size, highlights)
             if box is not None:
                 x0, y0, x1, y1 = box
-                img[y0:y1, x0:x1] = (250, 230, 40)
+                img[y0:y1, x0:x1] = _object_pixels(y1 - y0, x1 - x0, texture)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             for packet in vstream.encode(frame):
                 container.mux(packet)
@@ -106,6 +109,19 @@ def write_video(
             for packet in astream.encode():
                 container.mux(packet)
     return path
+
+
+CHECKER_CELL = 5  # pixels
+
+
+def _object_pixels(h: int, w: int, texture: bool) -> np.ndarray:
+    """The object's colour; with `texture`, a checkerboard fixed to the object (it moves with it)."""
+    colour = np.array([250, 230, 40], dtype=np.float64)
+    if not texture:
+        return np.broadcast_to(colour.astype(np.uint8), (h, w, 3))
+    oy, ox = np.mgrid[0:h, 0:w]
+    checker = ((oy // CHECKER_CELL + ox // CHECKER_CELL) % 2).astype(np.float64)[..., None]
+    return (colour * (0.45 + 0.55 * checker)).astype(np.uint8)
 
 
 def _soundtrack(seconds: float, highlights, rng: np.random.Generator) -> np.ndarray:
@@ -127,6 +143,7 @@ def make_dataset(
     domains: int = 1,
     test_fraction: float = 0.25,
     seed: int = 0,
+    texture: bool = False,
 ) -> tuple[list[SyntheticVideo], pd.DataFrame]:
     """Write `n_videos` synthetic videos under `root` and return them with their manifest (fixed
     `segment_seconds` windows labelled 1 where at least half the window lies in a highlight)."""
@@ -143,7 +160,7 @@ def make_dataset(
         starts = np.sort(rng.choice(np.arange(n_seg - 1), size=k, replace=False))
         highlights = tuple((float(s * segment_seconds), float(min((s + 2) * segment_seconds, seconds))) for s in starts)
         vid = f"synthetic_{v:03d}"
-        path = write_video(root / f"{vid}.mp4", seconds, fps, size, highlights, seed=seed * 1000 + v)
+        path = write_video(root / f"{vid}.mp4", seconds, fps, size, highlights, seed=seed * 1000 + v, texture=texture)
         videos.append(SyntheticVideo(vid, str(path), seconds, fps, size, highlights, domain, seed * 1000 + v))
         split = "test" if v >= n_videos - n_test else "train"
         for s in range(n_seg):
