@@ -156,8 +156,9 @@ def make_dataset(
     n_test = max(1, int(round(n_videos * test_fraction))) if n_videos > 1 else 0
     for v in range(n_videos):
         domain = f"synth{v % domains}"
-        k = int(rng.integers(1, 3))
-        starts = np.sort(rng.choice(np.arange(n_seg - 1), size=k, replace=False))
+        places = max(1, n_seg - 1)  # a highlight covers two segments from its start
+        k = min(int(rng.integers(1, 3)), places)
+        starts = np.sort(rng.choice(np.arange(places), size=k, replace=False))
         highlights = tuple((float(s * segment_seconds), float(min((s + 2) * segment_seconds, seconds))) for s in starts)
         vid = f"synthetic_{v:03d}"
         path = write_video(root / f"{vid}.mp4", seconds, fps, size, highlights, seed=seed * 1000 + v, texture=texture)
