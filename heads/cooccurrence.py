@@ -35,10 +35,12 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 MODELS = ("co-av", "cr-av", "av", "v", "a")
 GLOBAL_QUERIES = ("mean", "random", "none")
+POSITIONALS = ("none", "index", "relative")
 FUSIONS = ("late", "early")
 
 
@@ -55,6 +57,8 @@ class CooccurrenceConfig:
     dropout: float = 0.1  # on the projected features and the residual branches
     input_dropout: float = 0.0  # on the raw input features
     global_query: str = "mean"
+    positional: str = "none"  # sinusoidal position code added to the projected features: "index" of the
+    # segment, "relative" position in its video (index / (T - 1) * 100), or "none"
     fusion: str = "late"
     fusion_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
@@ -63,6 +67,8 @@ class CooccurrenceConfig:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.global_query not in GLOBAL_QUERIES:
             raise ValueError(f"global_query must be one of {GLOBAL_QUERIES}, got {self.global_query!r}")
+        if self.positional not in POSITIONALS:
+            raise ValueError(f"positional must be one of {POSITIONALS}, got {self.positional!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.d_model <= 0 or self.d_model % self.n_heads:
@@ -117,11 +123,10 @@ class MaskedAttention(nn.Module):
 
     def forward(self, query: Tensor, memory: Tensor, key_mask: Tensor) -> Tensor:
         q, k, s = self._split(self.w_q(query)), self._split(self.w_k(memory)), self._split(self.w_s(memory))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, h, Lq, S]
-        valid = key_mask[:, None, None, :]  # [B, 1, 1, S]
-        attn = torch.softmax(scores.masked_fill(~valid, torch.finfo(scores.dtype).min), dim=-1)
-        attn = attn * valid.any(dim=-1, keepdim=True)  # no valid key -> zero output
-        out = attn @ s  # [B, h, Lq, d/h]
+        has_key = key_mask.any(dim=1)  # [B]
+        valid = (key_mask | ~has_key[:, None])[:, None, None, :]  # [B, 1, 1, S]; keyless rows: any key
+        out = F.scaled_dot_product_attention(q, k, s, attn_mask=valid)  # softmax(Q K^T / sqrt(d_k)) S
+        out = out * has_key[:, None, None, None]  # [B, h, Lq, d/h]; no valid key -> zero output
         return self.w_o(out.transpose(1, 2).flatten(2))  # [B, Lq, d]
 
 
@@ -177,13 +182,17 @@ class IntraModalityEncoder(nn.Module):
             EncoderLayer(d, cfg.n_heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.n_layers)
         )
         self.global_query = cfg.global_query
+        self.positional = cfg.positional
         if cfg.global_query != "none":
             self.global_decoder = DecoderLayer(d, cfg.n_heads, cfg.ffn_dim, cfg.dropout)
         if cfg.global_query == "random":
             self.g_init = nn.Parameter(torch.randn(d) * 0.02)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        f = self.drop(self.project(self.input_drop(x)))  # [B, T, d]
+        f = self.project(self.input_drop(x))  # [B, T, d]
+        if self.positional != "none":
+            f = f + sinusoid(segment_positions(mask, self.positional), f.shape[-1])
+        f = self.drop(f)
         for layer in self.layers:
             f = layer(f, mask)  # F^ [B, T, d]
         if self.global_query == "none":
@@ -304,6 +313,23 @@ class CooccurrenceHead(nn.Module):
             raise ValueError(f"audio_mask must be [B] or [B, T] = {(b, t)}, got {tuple(audio_mask.shape)}")
         audio_mask = audio_mask & mask
         return mask, audio * audio_mask[..., None], audio_mask  # no audio -> zeros, whatever was given
+
+
+def segment_positions(mask: Tensor, kind: str) -> Tensor:
+    """[B, T] position of each segment: its index, or ("relative") index / (n - 1) * 100 with n the video's
+    number of valid segments (0 for a one-segment video)."""
+    index = torch.arange(mask.shape[1], device=mask.device, dtype=torch.float32).expand(mask.shape)
+    if kind == "index":
+        return index
+    n = mask.sum(dim=1, keepdim=True).float()
+    return index / (n - 1).clamp_min(1.0) * 100.0
+
+
+def sinusoid(positions: Tensor, d: int) -> Tensor:
+    """The transformer's sinusoidal code of ``positions`` [B, T] -> [B, T, d]."""
+    freqs = torch.exp(torch.arange(0, d, 2, device=positions.device) * (-math.log(10000.0) / d))  # [d/2]
+    angles = positions[..., None] * freqs  # [B, T, d/2]
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)[..., :d]
 
 
 def _attendable(valid: Tensor, mask: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hl.heads.cooccurrence import MODELS, CooccurrenceConfig, CooccurrenceHead
+from hl.heads.cooccurrence import MODELS, CooccurrenceConfig, CooccurrenceHead, segment_positions
 
 DV, DA = 6, 5
 
@@ -52,6 +52,31 @@ def test_scores_do_not_depend_on_padding_or_batch_mates(model, global_query):
     noisy_a[0, 5:] = -1e3
     again = head(noisy_v, mask, noisy_a)
     torch.testing.assert_close(again.logits[0, :5], batched.logits[0, :5], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("positional", ["index", "relative"])
+def test_positional_codes_keep_padding_invariance_and_order_matters(positional):
+    head = make(positional=positional)
+    visual, mask, audio = inputs([5, 9])
+    alone = head(visual[:1, :5], mask[:1, :5], audio[:1, :5]).logits
+    torch.testing.assert_close(head(visual, mask, audio).logits[0, :5], alone[0], atol=1e-5, rtol=1e-5)
+    # with a position code, reversing the video is not just reversing the scores
+    rev = head(visual[:1, :5].flip(1), mask[:1, :5], audio[:1, :5].flip(1)).logits
+    assert not torch.allclose(rev.flip(1), alone, atol=1e-4)
+    # without one, the encoder is permutation-equivariant
+    plain = make()
+    base = plain(visual[:1, :5], mask[:1, :5], audio[:1, :5]).logits
+    rev = plain(visual[:1, :5].flip(1), mask[:1, :5], audio[:1, :5].flip(1)).logits
+    torch.testing.assert_close(rev.flip(1), base, atol=1e-5, rtol=1e-5)
+
+
+def test_relative_positions_run_from_0_to_100_in_each_video():
+    mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5, [True] + [False] * 4])
+    pos = segment_positions(mask, "relative")
+    torch.testing.assert_close(pos[0, :3], torch.tensor([0.0, 50.0, 100.0]))
+    torch.testing.assert_close(pos[1], torch.tensor([0.0, 25.0, 50.0, 75.0, 100.0]))
+    assert pos[2, 0] == 0.0
+    torch.testing.assert_close(segment_positions(mask, "index")[0], torch.arange(5.0))
 
 
 def test_late_fusion_is_the_weighted_mean_of_the_three_scores():
@@ -161,6 +186,8 @@ def test_bad_configs_and_inputs_raise_clear_errors():
         CooccurrenceConfig(model="xy")
     with pytest.raises(ValueError, match="global_query"):
         CooccurrenceConfig(global_query="max")
+    with pytest.raises(ValueError, match="positional"):
+        CooccurrenceConfig(positional="learned")
     with pytest.raises(ValueError, match="fusion must be"):
         CooccurrenceConfig(fusion="middle")
     with pytest.raises(ValueError, match="multiple of n_heads"):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from hl.heads.losses import boundary_pairs, ce_loss, hpcl_loss, rank_loss
 
-SETTINGS = settings(max_examples=40, deadline=None)
+SETTINGS = settings(max_examples=30, deadline=None)
 
 
 @st.composite
