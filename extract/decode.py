@@ -1,10 +1,18 @@
 """Decoding: video frames with decord (frame-accurate indexing), the audio track streamed at 32 kHz mono.
 
-One :class:`VideoSource` per video serves every extractor of a run: frames are read by index in
-chunks (decord's ``get_batch``; never ``seek``, which lands on keyframes) at a working resolution
-small enough to be cheap and large enough for every backbone (short side 256 by default), and the audio
-track is decoded as a stream (PyAV's resampler to 32 kHz mono float), so memory does not grow with the
-video's length. Audio is trimmed or zero-padded to the video's duration (AAC priming/padding).
+One :class:`VideoSource` per video serves every extractor of a run, at a working resolution small enough to
+be cheap and large enough for every backbone (short side 256 by default):
+
+* :meth:`VideoSource.frames` reads frames by index (decord's ``get_batch``; never ``seek``, which lands on
+  keyframes);
+* :meth:`VideoSource.stream_frames` serves a known sequence of index requests (the extraction stage's chunks)
+  from one sequential decoding pass (PyAV), keeping a frame only while a request still needs it. Sequential
+  decoding is frame-accurate without seeking, cheaper than decord's skipping, and flat in memory: decord
+  retains a few hundred MB of frame buffers over a long video when indices skip frames. The first frame is
+  checked against decord's (same pixels, orientation included); on any doubt the stream falls back to
+  :meth:`frames`;
+* the audio track is decoded as a stream (PyAV's resampler to 32 kHz mono float), so memory does not grow
+  with the video's length. Audio is trimmed or zero-padded to the video's duration (AAC priming/padding).
 """
 from __future__ import annotations
 
@@ -152,6 +160,90 @@ class VideoSource:
             yield chunk[:take]
         if emitted < total:
             yield np.zeros(total - emitted, dtype=np.float32)
+
+    def stream_frames(self, requests: list[np.ndarray], threads: int = 1) -> Iterator[np.ndarray]:
+        """For each of `requests` (arrays of frame indices), in order, its uint8 RGB frames [len, H, W, 3] at the
+        working size: the same pixels as :meth:`frames`, from one sequential decoding pass.
+
+        Requests are best increasing (each one's frames at or after most of the previous one's): the decoder
+        only moves forward, and a decoded frame is kept only until the last request that needs it, so memory
+        is bounded by the requests, not the video. Every kept frame's timestamp is checked against decord's
+        index (and the first one's pixels against decord's frame): on a mismatch the rest comes from
+        :meth:`frames`. `threads` are the decoder's threads."""
+        requests = [np.asarray(r, dtype=np.int64).reshape(-1) for r in requests]
+        last_use = np.full(self.info.num_frames, -1, dtype=np.int64)
+        for r, idx in enumerate(requests):
+            last_use[idx] = r  # requests in order: the last assignment is the last use
+        starts = self._reader.get_frame_timestamp(np.arange(self.info.num_frames))[:, 0]
+        stream = self._decode_in_order(threads)
+        try:
+            yield from self._serve(requests, last_use, starts, stream)
+        finally:
+            stream.close()
+
+    def _serve(self, requests: list[np.ndarray], last_use: np.ndarray, starts: np.ndarray,
+               decoded: Iterator[tuple] | None) -> Iterator[np.ndarray]:
+        tolerance = 0.25 / self.info.fps
+        kept: dict[int, np.ndarray] = {}
+        pos, checked = 0, False
+        for r, idx in enumerate(requests):
+            top = int(idx.max()) if idx.size else -1
+            while decoded is not None and pos <= top:
+                frame, seconds = next(decoded, (None, None))
+                if frame is None:  # the stream ended early: decord serves what is left
+                    decoded = None
+                    break
+                if last_use[pos] >= r:
+                    if seconds is not None and abs(seconds - starts[pos]) > tolerance:
+                        log.warning("%s: sequential decoding is out of step with decord's index at frame %d; "
+                                    "frames come from decord", self.path, pos)
+                        decoded, kept = None, {}
+                        break
+                    kept[pos] = frame.to_ndarray(format="rgb24", width=self.frame_size[1],
+                                                 height=self.frame_size[0], interpolation="BICUBIC")
+                    if not checked:
+                        checked = True
+                        if not self._same_as_decord(pos, kept[pos]):
+                            decoded, kept = None, {}
+                            break
+                pos += 1
+            missing = np.array([i for i in np.unique(idx) if int(i) not in kept], dtype=np.int64)
+            if missing.size:
+                kept.update(zip(missing.tolist(), self.frames(missing), strict=True))
+            out = np.stack([kept[int(i)] for i in idx]) if idx.size else np.zeros((0, *self.frame_size, 3), np.uint8)
+            for i in np.unique(idx[last_use[idx] <= r]).tolist():
+                kept.pop(i, None)
+            yield out
+
+    def _decode_in_order(self, threads: int) -> Iterator[tuple]:
+        """(PyAV frame, its start in seconds or None) for every video frame in presentation order; stops at a
+        decoding error."""
+        import av
+
+        try:
+            container = av.open(self.path)
+        except Exception as exc:  # noqa: BLE001 - decord opened it: serve frames through decord instead
+            log.warning("%s: PyAV cannot open the video (%s); frames come from decord", self.path, _one_line(exc))
+            return
+        with container:
+            stream = container.streams.video[0]
+            stream.thread_count = max(1, threads)
+            origin, base = stream.start_time or 0, stream.time_base
+            try:
+                for frame in container.decode(stream):
+                    yield frame, (float((frame.pts - origin) * base) if frame.pts is not None and base else None)
+            except av.error.FFmpegError as exc:
+                log.warning("%s: video stream ends early (%s)", self.path, _one_line(exc))
+
+    def _same_as_decord(self, index: int, frame: np.ndarray) -> bool:
+        """The sequential decoder agrees with decord on this frame: same size and orientation, same colours
+        (up to resampling rounding)."""
+        ref = self.frames(np.array([index]))[0]
+        same = frame.shape == ref.shape and float(np.abs(frame.astype(np.int16) - ref).mean()) <= 2.0
+        if not same:
+            log.warning("%s: sequential decoding differs from decord on frame %d; frames come from decord",
+                        self.path, index)
+        return same
 
     def close(self) -> None:
         self._reader = None

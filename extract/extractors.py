@@ -290,16 +290,15 @@ def _prepare_audio(spec: BackboneSpec, waves: list[np.ndarray]) -> list[tuple[np
             for rows in (np.flatnonzero(lengths == n) for n in np.unique(lengths))]
 
 
-def _produce(source: VideoSource, segments: np.ndarray, bounds: list[tuple[int, int]],
-             video_states: list[ExtractorState], audio_states: list[ExtractorState],
-             cursor: AudioCursor | None) -> Iterator[ChunkInputs]:
-    """Decode and preprocess the chunks `bounds` of the video, one after another."""
-    info = source.info
+def _plan(info, segments: np.ndarray, bounds: list[tuple[int, int]], video_states: list[ExtractorState]
+          ) -> list[tuple[dict[str, np.ndarray], dict[str, list[float]]]]:
+    """Per chunk: the [N, T] frame indices of each video extractor's clips, and the window extractors' target
+    times."""
     targets = {s.d.name: seg.target_times(info.duration, s.d.target_rate)
                for s in video_states if s.d.sampling == "window"}
+    out = []
     for lo, hi in bounds:
         chunk = segments[lo:hi]
-        # 1. which frames each video extractor needs in this chunk: [N, T] indices
         plans: dict[str, np.ndarray] = {}
         times: dict[str, list[float]] = {}
         for s in video_states:
@@ -314,27 +313,52 @@ def _produce(source: VideoSource, segments: np.ndarray, bounds: list[tuple[int, 
                 last = seg.time_to_frame(mine, info.fps, info.num_frames)
                 rows = [seg.window_frame_indices(int(f), t_frames) for f in last]
             plans[s.d.name] = np.stack(rows) if rows else np.zeros((0, t_frames), dtype=np.int64)
-        # 2. decode their union once, then prepare every extractor's clips from it
-        video: dict[str, ClipSet] = {}
-        decode_s = 0.0
-        wanted = [p.ravel() for p in plans.values() if p.size]
-        if wanted:
+        out.append((plans, times))
+    return out
+
+
+def _produce(source: VideoSource, segments: np.ndarray, bounds: list[tuple[int, int]],
+             video_states: list[ExtractorState], audio_states: list[ExtractorState],
+             cursor: AudioCursor | None) -> Iterator[ChunkInputs]:
+    """Decode and preprocess the chunks `bounds` of the video, one after another: the frames of every chunk
+    come from one sequential decoding pass over the video."""
+    plans = _plan(source.info, segments, bounds, video_states)
+    unions = [np.unique(np.concatenate([p.ravel() for p in chunk_plans.values()] or [np.zeros(0, np.int64)]))
+              for chunk_plans, _ in plans]
+    frame_stream = source.stream_frames(unions)
+    try:
+        for (lo, hi), (chunk_plans, times), union in zip(bounds, plans, unions, strict=True):
+            chunk = segments[lo:hi]
+            # 1. the union of the frames all video extractors need in this chunk, decoded once
             t0 = time.perf_counter()
-            union = np.unique(np.concatenate(wanted))
-            frames = torch.from_numpy(source.frames(union))
+            frames = torch.from_numpy(next(frame_stream))
             decode_s = time.perf_counter() - t0
-            for s in video_states:
-                if plans[s.d.name].size:
-                    video[s.d.name] = prepare_clips(s.spec, s.d.backbone, frames, union, plans[s.d.name])
+            # 2. every extractor's clips from it
+            video = {s.d.name: prepare_clips(s.spec, s.d.backbone, frames, union, chunk_plans[s.d.name])
+                     for s in video_states if chunk_plans[s.d.name].size}
             del frames
-        # 3. the chunk's audio, shared by the audio extractors
-        audio: dict[str, list | None] = {s.d.name: None for s in audio_states}
-        if cursor is not None:
-            waves = [cursor.take(*seg.sample_range(a, b, AUDIO_RATE)) for a, b in chunk]
-            audio = {s.d.name: _prepare_audio(s.spec, waves) for s in audio_states}
-            if hi < len(segments):  # keep only audio a later segment still needs
-                cursor.release(seg.sample_range(segments[hi:, 0].min(), 0, AUDIO_RATE)[0])
-        yield ChunkInputs(len(chunk), video, audio, times, decode_s)
+            # 3. the chunk's audio, shared by the audio extractors
+            audio: dict[str, list | None] = {s.d.name: None for s in audio_states}
+            if cursor is not None:
+                waves = [cursor.take(*seg.sample_range(a, b, AUDIO_RATE)) for a, b in chunk]
+                audio = {s.d.name: _prepare_audio(s.spec, waves) for s in audio_states}
+                if hi < len(segments):  # keep only audio a later segment still needs
+                    cursor.release(seg.sample_range(segments[hi:, 0].min(), 0, AUDIO_RATE)[0])
+            yield ChunkInputs(len(chunk), video, audio, times, decode_s)
+    finally:
+        frame_stream.close()
+
+
+def chunk_inputs(source: VideoSource, segments: np.ndarray, extractors: list[ExtractorDef],
+                 settings: RunSettings) -> Iterator[ChunkInputs]:
+    """The inputs :func:`extract_video` feeds the models, chunk by chunk, computed in the calling thread
+    (no models are loaded): for benchmarks and for inspecting what a model sees."""
+    states = [ExtractorState(d, get_spec(d.backbone), None) for d in extractors]
+    video_states = [s for s in states if s.d.sampling != "audio"]
+    audio_states = [s for s in states if s.d.sampling == "audio"]
+    has_audio = source.info.has_audio and audio_states
+    cursor = AudioCursor(source.audio_chunks(sample_rate=AUDIO_RATE)) if has_audio else None
+    return _produce(source, segments, _chunks(segments, settings.chunk_seconds), video_states, audio_states, cursor)
 
 
 class _Raised:

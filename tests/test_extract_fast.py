@@ -171,3 +171,38 @@ def test_sorted_distinct_frames_come_back_without_reordering(video):
     b = src.frames(idx[::-1])
     np.testing.assert_array_equal(a, b[::-1])
     assert a.flags.writeable and a.shape == (4, 132, 176, 3)
+
+
+def _requests(num_frames: int) -> list[np.ndarray]:
+    """Chunk-like requests: sparse clip frames, windows reaching back into the previous chunk, a repeat."""
+    reqs = [np.array([0, 2, 4, 9, 9]), np.array([3, 10, 11, 12, 20]), np.array([], dtype=np.int64),
+            np.array([18, 19, 25, 31]), np.array([num_frames - 1, 30, 31])]
+    return [np.clip(r, 0, num_frames - 1) for r in reqs]
+
+
+def test_stream_frames_equals_random_access(video):
+    src = VideoSource(video)
+    reqs = _requests(src.info.num_frames)
+    streamed = list(src.stream_frames(reqs))
+    assert len(streamed) == len(reqs)
+    for req, got in zip(reqs, streamed, strict=True):
+        assert got.shape == (len(req), *src.frame_size, 3) and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, src.frames(req) if len(req) else got)
+
+
+def test_stream_frames_falls_back_to_decord_when_out_of_step(video, monkeypatch, caplog):
+    src = VideoSource(video)
+    real = VideoSource._decode_in_order
+
+    def skips_a_frame(self, threads):
+        for k, item in enumerate(real(self, threads)):
+            if k != 5:  # a frame the decoder lost: every later one is one index early
+                yield item
+
+    monkeypatch.setattr(VideoSource, "_decode_in_order", skips_a_frame)
+    reqs = _requests(src.info.num_frames)
+    streamed = list(src.stream_frames(reqs))
+    assert "out of step" in caplog.text
+    for req, got in zip(reqs, streamed, strict=True):
+        if len(req):
+            np.testing.assert_array_equal(got, src.frames(req))
