@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.quick:
         args.videos, args.seconds, args.size, args.repeats = 2, 8.0, "160x120", 1
-        args.long_seconds, args.short_seconds = 24.0, 6.0
+        args.long_seconds, args.short_seconds = 48.0, 16.0  # both fill whole batches of clips
     parts = set(args.parts)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     settings = RunSettings(precision=args.precision, batch_size=args.batch_size, prefetch=args.prefetch)
