@@ -77,7 +77,7 @@ class HeadConfig:
     """
 
     arch: CooccurrenceConfig = field(default_factory=CooccurrenceConfig)
-    epochs: int = 60
+    epochs: int = 30  # = optimisation steps when batch_size covers all training videos
     lr: float = 3e-4
     weight_decay: float = 1e-2
     batch_size: int = 4
