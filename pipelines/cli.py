@@ -41,7 +41,8 @@ def main(verbose: bool) -> None:
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://host:port).")
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (GPU tasks carry a GPU resource).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="auto: bf16 where the CPU/GPU computes it natively, else fp32.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per forward pass.")
 @click.option("--random-weights", is_flag=True,
               help="Run pretrained extractors with random weights when theirs are absent (speed tests only).")
