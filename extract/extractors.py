@@ -7,14 +7,14 @@ An extractor is a backbone plus how its inputs are sampled:
   ``target_rate`` per second) -> maps [N, ...] (uint8 saliency maps, or float16 encoder maps)
 * ``audio``: the segment's samples at 32 kHz mono -> features [S, D] float32
 
-:func:`extract_video` walks the video in chunks of segments. For each chunk a producer decodes the union of
-the frames all extractors need, once; brings each distinct frame, once per extractor, to the size that
-extractor's preprocessing resizes to (a uint8 resize, so the backbone's own resize has nothing left to do);
-runs the backbone's preprocessing on those distinct frames only; and takes the chunk's audio. The model side
-gathers clips from the prepared frames batch by batch and runs the forward passes. With
-``RunSettings.prefetch`` > 0 the producer runs in a background thread, that many chunks ahead, so decoding and
-preprocessing overlap the models (decord and torch release the GIL). Memory is bounded by a few chunks, not
-the video.
+:func:`extract_video` walks the video in chunks of segments. For each chunk a producer takes the union of the
+frames all extractors need from one sequential decoding pass over the video (``VideoSource.stream_frames``);
+brings each distinct frame, once per extractor, to the size that extractor's preprocessing resizes to (a
+uint8 resize, so the backbone's own resize has nothing left to do); runs the backbone's preprocessing on those
+distinct frames only; and takes the chunk's audio. The model side gathers clips from the prepared frames batch
+by batch and runs the forward passes. With ``RunSettings.prefetch`` > 0 the producer runs in a background
+thread, that many chunks ahead, so decoding and preprocessing overlap the models (the decoders and torch
+release the GIL). Memory is bounded by a few chunks, not the video.
 """
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ EXTRACTORS: dict[str, ExtractorDef] = {
                      description="TASED-Net (S3D) encoder maps per target frame, float16"),
         ExtractorDef("c3d_maps", "c3d_maps", "window", output="maps",
                      description="C3D conv5b maps of the 16 frames ending at each target frame, float16"),
+        ExtractorDef("c3d_maps_static", "c3d_maps_static", "window", output="maps",
+                     description="C3D conv5b maps of the target frame repeated 16 times (PLD w/o temporal), float16"),
+        ExtractorDef("tased_maps_static", "tased_maps_static", "window", output="maps",
+                     description="S3D encoder maps of the target frame repeated 32 times (PLD w/o temporal), float16"),
         ExtractorDef("stats", "stats", "segment", needs_weights=False,
                      description="colour/motion statistics (no weights), 59-d"),
         ExtractorDef("stats_audio", "stats_audio", "audio", needs_weights=False,
@@ -158,6 +162,8 @@ FRAME_RESIZE: dict[str, Callable[[int, int], tuple[tuple[int, int], bool]]] = {
     "r3d34": lambda h, w: (_r3d_size(h, w), True),
     "tased": lambda h, w: (_tased.INPUT_SIZE, False),
     "tased_maps": lambda h, w: (_tased.INPUT_SIZE, False),
+    "c3d_maps_static": lambda h, w: (_c3d.RESIZE, True),
+    "tased_maps_static": lambda h, w: (_tased.INPUT_SIZE, False),
     "stats": lambda h, w: (_stats.STATS_SIZE, True),
     "motion_saliency": lambda h, w: ((224, 384), True),
 }
