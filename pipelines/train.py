@@ -122,6 +122,16 @@ def load_videos(store: FeatureStore, manifest: pd.DataFrame, visual: Sequence[st
     return videos, missing
 
 
+def resolve_domains(manifest: pd.DataFrame, requested: Sequence[str] | None) -> list[str]:
+    """The requested domains (all of the manifest's when None), checked against the manifest."""
+    present = set(manifest["domain"].unique())
+    domains = sorted(present) if not requested else list(requested)
+    unknown = set(domains) - present
+    if unknown:
+        raise TrainError(f"domains not in the manifest: {', '.join(sorted(unknown))}")
+    return domains
+
+
 def _carve_validation(train: list[LabelledVideo], fraction: float, seed: int):
     if fraction <= 0 or len(train) < 2:
         return train, []
@@ -178,10 +188,7 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
     run.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest_for(spec)
     store = FeatureStore(spec.cache)
-    domains = sorted(manifest["domain"].unique()) if not spec.domains else list(spec.domains)
-    unknown = set(domains) - set(manifest["domain"].unique())
-    if unknown:
-        raise TrainError(f"domains not in the manifest: {', '.join(sorted(unknown))}")
+    domains = resolve_domains(manifest, spec.domains)
     videos, missing = load_videos(store, manifest[manifest["domain"].isin(domains)], spec.visual, spec.audio)
     if not videos:
         raise TrainError(f"{spec.cache}: no cached {'+'.join(spec.visual)} features for the manifest's videos")

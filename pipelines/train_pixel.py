@@ -47,7 +47,7 @@ from hl.heads.pixel_labels import NORMS, beta_for, fit_to_output, frame_segments
 
 from .cache import FeatureStore
 from .protocols import evaluate_scores
-from .train import JOINT, LabelledVideo, TrainError
+from .train import JOINT, LabelledVideo, TrainError, resolve_domains
 
 log = logging.getLogger(__name__)
 
@@ -435,10 +435,7 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
     run.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest_for(spec)
     store = FeatureStore(spec.cache)
-    domains = sorted(manifest["domain"].unique()) if not spec.domains else list(spec.domains)
-    unknown = set(domains) - set(manifest["domain"].unique())
-    if unknown:
-        raise TrainError(f"domains not in the manifest: {', '.join(sorted(unknown))}")
+    domains = resolve_domains(manifest, spec.domains)
     manifest = manifest[manifest["domain"].isin(domains)]
     ids = sorted(manifest["video_id"].unique())
     missing = [v for v in ids if not _cached(store, v, spec.maps_name)]
