@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
 from hl.data_manifests.synthetic import write_video
@@ -181,8 +182,6 @@ class RssSampler:
     """Peak resident memory of a process (by pid), sampled every `interval` seconds in a thread."""
 
     def __init__(self, pid: int, interval: float = 0.02):
-        import psutil
-
         self._proc = psutil.Process(pid)
         self._interval = interval
         self._stop = threading.Event()
@@ -205,7 +204,6 @@ class RssSampler:
 
 def worker_memory(warmup: Path, videos: Path, cache: Path, settings: RunSettings) -> tuple[int, int]:
     """(RSS once the models are loaded, peak RSS while extracting `videos`) of a fresh one-worker cluster."""
-    import psutil
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -216,6 +214,12 @@ def worker_memory(warmup: Path, videos: Path, cache: Path, settings: RunSettings
         with RssSampler(pid) as sampler:
             hl_run(videos, cache / "video", settings, scheduler=cluster.scheduler_address)
     return base, sampler.peak
+
+
+def _cpu_seconds(proc) -> float:
+    """User + system CPU time of a process and its threads so far."""
+    t = proc.cpu_times()
+    return t.user + t.system
 
 
 def per_video(cache: Path) -> dict[str, float]:
@@ -296,17 +300,23 @@ def main(argv: list[str] | None = None) -> dict:
             fig["clips"] = {k: sum(len(x) for x in v) for k, v in batches.items()}
             models = hl_models(settings)
             pure_model_seconds({k: v[:1] for k, v in batches.items()}, models, settings)  # first-call costs
-            hl_times, model_times = [], []
+            hl_times, model_times, cpu_pairs = [], [], []
+            (pid,) = client.run(os.getpid).values()
+            worker, me = psutil.Process(pid), psutil.Process()
             for r in range(args.repeats):
+                c0 = _cpu_seconds(worker)
                 hl_times.append(hl_run(videos, work / "warm" / f"cache{r}", settings, scheduler=addr))
+                c1, c2 = _cpu_seconds(worker), _cpu_seconds(me)
                 model_times.append(pure_model_seconds(batches, models, settings))
+                cpu_pairs.append((c1 - c0) / (_cpu_seconds(me) - c2))
                 print(f"  repeat {r}: hl {hl_times[-1]:.1f} s, pure model {model_times[-1]:.1f} s, "
-                      f"ratio {hl_times[-1] / model_times[-1]:.3f}", flush=True)
+                      f"ratio {hl_times[-1] / model_times[-1]:.3f} (CPU time {cpu_pairs[-1]:.3f})", flush=True)
             hl_warm, model = statistics.median(hl_times), statistics.median(model_times)
             pairs = [h / m for h, m in zip(hl_times, model_times, strict=True)]
             ratio = statistics.median(pairs)  # each pair ran back to back, under the same load
             inside = per_video(work / "warm" / "cache0")
             fig.update(hl_warm_s=hl_times, model_s=model_times, a_pairs=pairs, a_hl_over_model=ratio,
+                       a_cpu_pairs=cpu_pairs, a_cpu_hl_over_model=statistics.median(cpu_pairs),
                        a_median_over_median=hl_warm / model, a_cold_over_model=cold / model, hl_per_video=inside)
             if settings.precision != "fp32":
                 fig["cosine_fp32"] = precision_agreement(batches, settings)
@@ -314,6 +324,8 @@ def main(argv: list[str] | None = None) -> dict:
             report(f"(a) hl / pure model forward        {ratio:.3f}   (median of {args.repeats} back-to-back pairs: "
                    f"{', '.join(f'{v:.3f}' for v in pairs)}; median hl {hl_warm:.1f} s / median model {model:.1f} s "
                    f"= {hl_warm / model:.3f})   target <= 1.15  {_verdict(ratio <= 1.15)}")
+            report(f"    CPU time, hl's worker / the pure model's process: {statistics.median(cpu_pairs):.3f} (median; "
+                   f"less sensitive to other load than wall time)")
             report(f"    cold run (cluster start + model loading included) / pure model: {cold / model:.3f}; "
                    f"inside hl per video: task {inside['task_s']:.2f} s, model {inside['model_s']:.2f} s, "
                    f"decode {inside['decode_s']:.2f} s")
