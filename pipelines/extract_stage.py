@@ -33,6 +33,7 @@ from hl.extract.extractors import (
 from hl.extract.weights import weights_hash
 
 from .cache import FeatureStore, config_hash, fingerprint
+from .cluster import connect
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ def run_extraction(
     notice: Callable[[str], None] | None = None,
 ) -> ExtractReport:
     """Extract features for every video into the cache at `out`; returns what happened to each video."""
-    from distributed import Client, LocalCluster, wait
+    from distributed import wait
 
     t0 = time.perf_counter()
     settings = settings or RunSettings()
@@ -359,17 +360,10 @@ def run_extraction(
     if not todo_items:
         return ExtractReport(outcomes, notices, time.perf_counter() - t0)
 
-    cluster = None
     gpu = settings.device.startswith("cuda")
-    if scheduler:
-        client = Client(scheduler, timeout="30s")
-    else:
-        cores = os.cpu_count() or 1
-        n = workers or (max(1, _cuda_count()) if gpu else max(1, min(len(todo_items), cores // 2 or 1, 4)))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               resources={"GPU": 1} if gpu else None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    try:
+    cores = os.cpu_count() or 1
+    n = workers or (max(1, _cuda_count()) if gpu else max(1, min(len(todo_items), cores // 2 or 1, 4)))
+    with connect(scheduler, n, resources={"GPU": 1} if gpu else None) as client:
         threads = _torch_threads(client)
         client.subscribe_topic("hl-progress", lambda event: reporter.video_progress(
             event[1]["video_id"], event[1]["fraction"]))
@@ -391,10 +385,6 @@ def run_extraction(
                                            error=f"{item.path}: worker error: {type(exc).__name__}: {exc}")
                 outcomes.append(outcome)
                 reporter.video_done(outcome, len(outcomes), len(items))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     order = {i.video_id: k for k, i in enumerate(items)}
     outcomes.sort(key=lambda o: order[o.video_id])
     return ExtractReport(outcomes, notices, time.perf_counter() - t0)

@@ -27,6 +27,7 @@ import pandas as pd
 from hl.heads.fit import HeadConfig, Video, fit, save, score
 
 from .cache import FeatureStore
+from .cluster import connect
 from .protocols import evaluate_scores
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
                 progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
     """Train every (domain, seed) head as parallel Dask tasks, score the test videos, compute the metrics.
     Returns the metrics table (also written to RUN/metrics.parquet)."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -203,17 +204,8 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
     }, indent=2))
     jobs = [(d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler, timeout="30s")
-    else:
-        cores = os.cpu_count() or 1
-        n = workers or max(1, min(len(jobs), cores))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
-        client = Client(cluster)
     results = []
-    try:
+    with connect(scheduler, workers or max(1, min(len(jobs), os.cpu_count() or 1))) as client:
         total_slots = sum(client.nthreads().values())
         threads = max(1, (os.cpu_count() or 1) // max(1, total_slots))
         futures = [client.submit(train_task, spec, str(run), d, s, threads, key=f"hl-train-{d}-{s}-{time.time()}",
@@ -223,10 +215,6 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
             results.append(res)
             if progress is not None:
                 progress(res, len(results), len(jobs))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     scores = pd.DataFrame([r for res in results for r in res["scores"]],
                           columns=["video_id", "domain", "seed", "segment", "score"])
     scores = scores.sort_values(["domain", "seed", "video_id", "segment"]).reset_index(drop=True)

@@ -46,6 +46,7 @@ from hl.heads.pixel_decoder import (
 from hl.heads.pixel_labels import NORMS, beta_for, fit_to_output, frame_segments, pseudo_labels, segment_scores
 
 from .cache import FeatureStore
+from .cluster import connect
 from .protocols import evaluate_scores
 from .train import JOINT, LabelledVideo, TrainError, resolve_domains
 
@@ -485,16 +486,9 @@ def _run_jobs(spec: PixelTrainSpec, run: Path, jobs: list[tuple[str, int]], sche
             if progress is not None:
                 progress(results[-1], len(results), len(jobs))
         return results
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler, timeout="30s")
-    else:
-        cluster = LocalCluster(n_workers=max(1, min(len(jobs), workers)), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    try:
+    with connect(scheduler, max(1, min(len(jobs), workers or 1))) as client:
         slots = sum(client.nthreads().values())
         threads = max(1, (os.cpu_count() or 1) // max(1, slots))
         futures = [client.submit(train_pixel_task, spec, str(run), d, s, threads, pure=False,
@@ -503,10 +497,6 @@ def _run_jobs(spec: PixelTrainSpec, run: Path, jobs: list[tuple[str, int]], sche
             results.append(fut.result())
             if progress is not None:
                 progress(results[-1], len(results), len(jobs))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     return results
 
 

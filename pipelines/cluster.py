@@ -1,0 +1,74 @@
+"""The Dask client every stage runs on: an existing scheduler when given, else a LocalCluster set up for torch.
+
+    with connect(scheduler=None, workers=2) as client:
+        futures = [client.submit(task, ...) for ...]
+
+A LocalCluster starts ``workers`` processes of one task thread each. Three Dask defaults that slow torch are
+changed for those processes (measured with ``benchmarks/extract.py`` and by timing the same forward passes in
+and out of a worker):
+
+* the nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand freed memory back to
+  the system at once and fixes its mmap threshold: every large tensor is then mapped and page-faulted anew.
+  The PANN forward ran 1.25x and the weight-free ``stats`` extractor 2.3x slower so; here it is left unset;
+* ``OMP_NUM_THREADS=1`` (and MKL likewise) is set to the torch threads each worker's tasks will use
+  (cores // workers), so the OpenMP runtime starts at that size;
+* the worker's statistical profiler (a thread sampling every task's stack every 10 ms) is off.
+
+With ``scheduler`` the workers are the user's own (``dask worker ...``) and are left as they are; start them
+with ``dask worker --no-nanny ...`` (no pre-spawn environment), or a Dask config whose
+``distributed.nanny.pre-spawn-environ`` leaves ``MALLOC_TRIM_THRESHOLD_`` out, for the same speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+
+def local_worker_config(torch_threads: int) -> dict:
+    """The Dask config under which hl starts its local workers (see the module docstring)."""
+    import dask
+    import distributed  # noqa: F401 - registers the distributed.* defaults
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ") or {})
+    env["MALLOC_TRIM_THRESHOLD_"] = None  # None: not set for the worker (Dask's own convention)
+    env.update(worker_env(torch_threads))
+    return {"distributed.nanny.pre-spawn-environ": env, "distributed.worker.profile.enabled": False}
+
+
+def worker_env(torch_threads: int) -> dict[str, str]:
+    """Thread variables for a worker process whose tasks use ``torch_threads`` threads. Passed to the nanny as
+    ``env`` too, which wins over values inherited from this process's environment."""
+    n = str(max(1, int(torch_threads)))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, workers: int = 1, resources: dict | None = None) -> Iterator:
+    """A ``distributed.Client`` for ``scheduler``, or for a fresh LocalCluster of ``workers`` processes
+    (closed on exit)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    workers = max(1, int(workers))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with dask.config.set(local_worker_config(threads)):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               resources=resources, silence_logs=logging.ERROR, env=worker_env(threads))
+    try:
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
