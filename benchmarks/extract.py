@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+import dask
 import numpy as np
 import psutil
 import torch
@@ -53,6 +54,7 @@ from hl.extract.extractors import (
     load_model,
 )
 from hl.pipelines.cache import FeatureStore
+from hl.pipelines.cluster import local_worker_config
 from hl.pipelines.extract_stage import run_extraction
 
 EXTRACTORS = ["c3d", "pann", "stats"]
@@ -206,8 +208,9 @@ def worker_memory(warmup: Path, videos: Path, cache: Path, settings: RunSettings
     """(RSS once the models are loaded, peak RSS while extracting `videos`) of a fresh one-worker cluster."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with dask.config.set(local_worker_config(CORES)), LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         hl_run(warmup, cache / "warmup", settings, scheduler=cluster.scheduler_address)
         (pid,) = client.run(os.getpid).values()
         base = psutil.Process(pid).memory_info().rss
@@ -287,8 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+    with dask.config.set(local_worker_config(CORES)):  # the workers hl itself starts (hl.pipelines.cluster)
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         addr = cluster.scheduler_address
