@@ -7,6 +7,7 @@ One model per domain, trained on the domain's 4 lighthouse train videos with the
     python benchmarks/tvsum_heads.py --ablations          # + architecture / loss ablations (test videos)
     python benchmarks/tvsum_heads.py --cv                 # leave-one-video-out CV over the train videos only
     python benchmarks/tvsum_heads.py --cv --set epochs=40 --set arch.d_model=64     # a tuning candidate
+    python benchmarks/tvsum_heads.py --joint              # one model over all domains' train videos
 
 Hyper-parameters are chosen with ``--cv`` (each domain's train videos, one held out at a time); the test
 videos are only scored with a fixed configuration. Runs on ``--workers`` processes of one torch thread each.
@@ -99,14 +100,14 @@ def _parse_value(text: str) -> object:
 
 
 def _run(job: tuple) -> tuple:
-    """Train on ``train``, return (key, seed, top-5 mAP of each eval video, seconds)."""
-    key, seed, config, train, evals = job
+    """Train on ``train``, return (tag, seed, [(domain, top-5 mAP)] of the eval videos, seconds)."""
+    tag, seed, config, train, evals = job
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    model, _ = fit([v for v, _ in train], config, seed=seed)
-    scores = score(model, [v for v, _ in evals])
-    maps = [tvsum_top5_map(s, a) for s, (_, a) in zip(scores, evals)]
-    return key, seed, maps, time.perf_counter() - t0
+    model, _ = fit([v for v, _, _ in train], config, seed=seed)
+    scores = score(model, [v for v, _, _ in evals])
+    maps = [(d, tvsum_top5_map(s, a)) for s, (_, a, d) in zip(scores, evals)]
+    return tag, seed, maps, time.perf_counter() - t0
 
 
 def run_jobs(jobs: list[tuple], workers: int) -> tuple[dict, float, float]:
@@ -119,27 +120,46 @@ def run_jobs(jobs: list[tuple], workers: int) -> tuple[dict, float, float]:
     else:
         pool = ProcessPoolExecutor(workers)
         outs = pool.map(_run, jobs, chunksize=1)
-    for key, seed, maps, secs in outs:
-        results.setdefault(key, {}).setdefault(seed, []).extend(maps)
+    for tag, seed, maps, secs in outs:
+        for domain, m in maps:
+            results.setdefault((tag, domain), {}).setdefault(seed, []).append(m)
         busy += secs
     if workers > 1:
         pool.shutdown()
     return results, time.perf_counter() - t0, busy
 
 
-def test_jobs(domains: dict, config: HeadConfig, seeds, tag: str = "") -> list[tuple]:
-    return [
-        ((tag, d), seed, config, parts["train"], parts["test"]) for d, parts in domains.items() for seed in seeds
-    ]
+def _items(domains: dict, part: str, only: str | None = None) -> list[tuple]:
+    """[(video, anno, domain)] of one part of every domain (or of domain ``only``)."""
+    return [(v, a, d) for d, parts in domains.items() if only in (None, d) for v, a in parts[part]]
 
 
-def cv_jobs(domains: dict, config: HeadConfig, seeds, tag: str = "") -> list[tuple]:
+def test_jobs(domains: dict, config: HeadConfig, seeds, tag: str = "", joint: bool = False) -> list[tuple]:
+    """One model per (domain, seed) scored on the domain's test videos; ``joint``: one model per seed trained
+    on every domain's train videos, scored on every test video."""
+    if joint:
+        return [(tag, seed, config, _items(domains, "train"), _items(domains, "test")) for seed in seeds]
+    return [(tag, seed, config, _items(domains, "train", d), _items(domains, "test", d))
+            for d in domains for seed in seeds]
+
+
+def cv_jobs(domains: dict, config: HeadConfig, seeds, tag: str = "", joint: bool = False) -> list[tuple]:
+    """Cross-validation on the train videos only. Per domain: leave one train video out, train on the rest of
+    its domain's. ``joint``: fold k holds out the k-th train video of every domain and trains one model on
+    all the others (each held-out video's domain still has the same 3 training videos)."""
     jobs = []
-    for d, parts in domains.items():
-        train = parts["train"]
-        for i in range(len(train)):
-            rest = train[:i] + train[i + 1 :]
-            jobs += [((tag, d), seed, config, rest, [train[i]]) for seed in seeds]
+    if joint:
+        everything = _items(domains, "train")
+        for k in range(max(len(parts["train"]) for parts in domains.values())):
+            held = [_items(domains, "train", d)[k] for d in domains if len(domains[d]["train"]) > k]
+            rest = [x for x in everything if not any(x[0] is h[0] for h in held)]
+            jobs += [(tag, seed, config, rest, held) for seed in seeds]
+        return jobs
+    for d in domains:
+        own = _items(domains, "train", d)
+        for held in own:
+            rest = [x for x in own if x[0] is not held[0]]
+            jobs += [(tag, seed, config, rest, [held]) for seed in seeds]
     return jobs
 
 
@@ -171,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a HeadConfig field (arch.* for the architecture); JSON values")
     parser.add_argument("--domains", default="", help="comma-separated subset of domains")
+    parser.add_argument("--joint", action="store_true", help="one model over all domains' train videos")
+    parser.add_argument("--variants", default="", help="comma-separated subset of the ablation rows")
     args = parser.parse_args(argv)
 
     overrides = dict(kv.split("=", 1) for kv in args.set)
@@ -182,12 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     make_jobs = cv_jobs if args.cv else test_jobs
     what = "leave-one-video-out CV on train videos" if args.cv else "test videos"
+    what += ", one joint model over all domains" if args.joint else ", one model per domain"
     print(f"config: {config.to_dict()}  visual={args.visual}")
 
-    variants = {"": {}} if not args.ablations else {name: o for name, o in ABLATIONS.items()}
+    variants = {"": {}} if not args.ablations else dict(ABLATIONS)
+    if args.ablations and args.variants:
+        variants = {name: ABLATIONS[name] for name in args.variants.split(",")}
     jobs = []
     for name, o in variants.items():
-        jobs += make_jobs(domains, make_config({**overrides, **o}), seeds, tag=name)
+        jobs += make_jobs(domains, make_config({**overrides, **o}), seeds, tag=name, joint=args.joint)
     results, wall, busy = run_jobs(jobs, args.workers)
     n_models = len(jobs)
 
