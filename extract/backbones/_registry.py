@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,3 +82,15 @@ def create(name: str, weights: str | Path | None = None) -> nn.Module:
         state = load_state_dict(spec, weights)
         model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def as_uint8_video(frames: Any) -> torch.Tensor:
+    """Decoded frames as the video backbones take them: a uint8 RGB tensor [N, T, H, W, 3] (numpy accepted).
+    Anything else raises a one-line TypeError / ValueError naming what was given."""
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames)
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"expected frames as a torch tensor or numpy array, got {type(frames).__name__}")
+    if frames.dtype != torch.uint8 or frames.dim() != 5 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 RGB frames [N, T, H, W, 3], got {frames.dtype} {list(frames.shape)}")
+    return frames

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._registry import BackboneSpec, register
+from ._registry import BackboneSpec, as_uint8_video, register
 
 Triple = tuple[int, int, int]
 
@@ -235,17 +235,6 @@ def checkpoint_filter(obj: Any) -> dict[str, Tensor]:
 
 # ----------------------------------------------------------------------------- preprocessing
 
-def _as_uint8_video(frames: Any) -> Tensor:
-    if isinstance(frames, np.ndarray):
-        frames = torch.from_numpy(frames)
-    if not isinstance(frames, Tensor):
-        raise TypeError(f"expected frames as a torch tensor or numpy array, got {type(frames).__name__}")
-    if frames.dtype != torch.uint8 or frames.dim() != 5 or frames.shape[-1] != 3:
-        got = f"{frames.dtype} {list(frames.shape)}"
-        raise ValueError(f"expected uint8 RGB frames [N, T, H, W, 3], got {got}")
-    return frames
-
-
 def preprocess_rgb(frames: Any, *, short_side: int = 256, crop: int = 224, chunk: int = 8) -> Tensor:
     """uint8 RGB frames [N, T, H, W, 3] -> I3D input [N, 3, T, crop, crop] float32 in [-1, 1].
 
@@ -253,7 +242,7 @@ def preprocess_rgb(frames: Any, *, short_side: int = 256, crop: int = 224, chunk
     `crop` x `crop` and scaled as x / 255 * 2 - 1. Frames are resized `chunk` at a time to bound memory.
     The caller makes every clip `clip_frames` long (I3D itself needs T >= 9).
     """
-    frames = _as_uint8_video(frames)
+    frames = as_uint8_video(frames)
     n, t, h, w, _ = frames.shape
     if min(h, w) == 0:
         raise ValueError(f"frames have an empty side: {h}x{w}")

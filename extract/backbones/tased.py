@@ -19,12 +19,11 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._registry import BackboneSpec, register
+from ._registry import BackboneSpec, as_uint8_video, register
 
 CLIP_FRAMES = 32
 INPUT_SIZE = (224, 384)  # (height, width)
@@ -246,13 +245,7 @@ def preprocess(
     Frames are resized to `size` (height, width) without keeping the aspect ratio, bilinear like the
     reference's cv2.resize (no antialiasing unless asked), `chunk` frames at a time to bound memory.
     """
-    if isinstance(frames, np.ndarray):
-        frames = torch.from_numpy(frames)
-    if not isinstance(frames, Tensor):
-        raise TypeError(f"expected frames as a torch tensor or numpy array, got {type(frames).__name__}")
-    if frames.dtype != torch.uint8 or frames.dim() != 5 or frames.shape[-1] != 3:
-        got = f"{frames.dtype} {list(frames.shape)}"
-        raise ValueError(f"expected uint8 RGB frames [N, T, H, W, 3], got {got}")
+    frames = as_uint8_video(frames)
     n, t, h, w, _ = frames.shape
     if min(h, w) == 0:
         raise ValueError(f"frames have an empty side: {h}x{w}")
