@@ -140,22 +140,6 @@ class FeedForward(nn.Sequential):
         super().__init__(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d))
 
 
-class EncoderLayer(nn.Module):
-    """Transformer encoder layer (post-norm): self-attention over the valid segments, then a feed-forward."""
-
-    def __init__(self, d: int, n_heads: int, ffn_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.attn = MaskedAttention(d, n_heads)
-        self.norm1 = nn.LayerNorm(d)
-        self.ffn = FeedForward(d, ffn_dim, dropout)
-        self.norm2 = nn.LayerNorm(d)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = self.norm1(x + self.drop(self.attn(x, x, mask)))
-        return self.norm2(x + self.drop(self.ffn(x)))
-
-
 class DecoderLayer(nn.Module):
     """Transformer decoder step without self-attention: ``query`` attends over ``memory``, then a
     feed-forward. Used for the global query (query G_init, memory F^) and for co-occurrence (Eq. 1-2)."""
@@ -171,6 +155,14 @@ class DecoderLayer(nn.Module):
     def forward(self, query: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
         x = self.norm1(query + self.drop(self.attn(query, memory, memory_mask)))
         return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class EncoderLayer(DecoderLayer):
+    """Transformer encoder layer (post-norm): self-attention over the valid segments, then a feed-forward
+    (the decoder step with the sequence as its own memory)."""
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(x, x, mask)
 
 
 class IntraModalityEncoder(nn.Module):

@@ -3,6 +3,8 @@
     with connect(scheduler=None, workers=2) as client:
         futures = [client.submit(task, ...) for ...]
 
+    results = run_tasks(train_task, [(spec, run, domain, seed), ...], scheduler, workers, "hl-train")
+
 A LocalCluster starts ``workers`` processes of one task thread each. Three Dask defaults that slow torch are
 changed for those processes (measured with ``benchmarks/extract.py`` and by timing the same forward passes in
 and out of a worker):
@@ -24,7 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 
 
 def local_worker_config(torch_threads: int) -> dict:
@@ -72,3 +75,23 @@ def connect(scheduler: str | None = None, workers: int = 1, resources: dict | No
             client.close()
     finally:
         cluster.close()
+
+
+def run_tasks(fn: Callable[..., dict], jobs: Sequence[tuple], scheduler: str | None, workers: int,
+              key_prefix: str, progress: Callable[[dict, int, int], None] | None = None) -> list[dict]:
+    """``fn(*job, threads)`` for every job as a Dask task (``workers`` local processes, or ``scheduler``'s),
+    ``threads`` = torch threads per task so that tasks x threads fit the cores. Results in completion order;
+    ``progress(result, done, total)`` after each."""
+    from distributed import as_completed
+
+    results: list[dict] = []
+    with connect(scheduler, max(1, min(len(jobs), workers))) as client:
+        threads = max(1, (os.cpu_count() or 1) // max(1, sum(client.nthreads().values())))
+        token = uuid.uuid4().hex[:8]
+        futures = [client.submit(fn, *job, threads, key=f"{key_prefix}-{i}-{token}", pure=False)
+                   for i, job in enumerate(jobs)]
+        for fut in as_completed(futures):
+            results.append(fut.result())
+            if progress is not None:
+                progress(results[-1], len(results), len(jobs))
+    return results

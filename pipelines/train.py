@@ -27,7 +27,7 @@ import pandas as pd
 from hl.heads.fit import HeadConfig, Video, fit, save, score
 
 from .cache import FeatureStore
-from .cluster import connect
+from .cluster import run_tasks
 from .protocols import evaluate_scores
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,6 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
                 progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
     """Train every (domain, seed) head as parallel Dask tasks, score the test videos, compute the metrics.
     Returns the metrics table (also written to RUN/metrics.parquet)."""
-    from distributed import as_completed
-
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest_for(spec)
@@ -204,17 +202,14 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
     }, indent=2))
     jobs = [(d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
 
-    results = []
-    with connect(scheduler, workers or max(1, min(len(jobs), os.cpu_count() or 1))) as client:
-        total_slots = sum(client.nthreads().values())
-        threads = max(1, (os.cpu_count() or 1) // max(1, total_slots))
-        futures = [client.submit(train_task, spec, str(run), d, s, threads, key=f"hl-train-{d}-{s}-{time.time()}",
-                                 pure=False) for d, s in jobs]
-        for fut in as_completed(futures):
-            res = fut.result()
-            results.append(res)
-            if progress is not None:
-                progress(res, len(results), len(jobs))
+    results = run_tasks(train_task, [(spec, str(run), d, s) for d, s in jobs], scheduler,
+                        workers or os.cpu_count() or 1, "hl-train", progress)
+    return write_run_outputs(run, results, videos)
+
+
+def write_run_outputs(run: Path, results: list[dict], videos) -> pd.DataFrame:
+    """RUN/scores.parquet (every test segment's score), RUN/tasks.parquet (one row per task) and
+    RUN/metrics.parquet (``evaluate_scores`` against ``videos``) from the tasks' results; returns the metrics."""
     scores = pd.DataFrame([r for res in results for r in res["scores"]],
                           columns=["video_id", "domain", "seed", "segment", "score"])
     scores = scores.sort_values(["domain", "seed", "video_id", "segment"]).reset_index(drop=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -46,9 +45,9 @@ from hl.heads.pixel_decoder import (
 from hl.heads.pixel_labels import NORMS, beta_for, fit_to_output, frame_segments, pseudo_labels, segment_scores
 
 from .cache import FeatureStore
-from .cluster import connect
+from .cluster import run_tasks
 from .protocols import evaluate_scores
-from .train import JOINT, LabelledVideo, TrainError, resolve_domains
+from .train import JOINT, LabelledVideo, TrainError, resolve_domains, write_run_outputs
 
 log = logging.getLogger(__name__)
 
@@ -466,15 +465,9 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
     jobs = [(d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
     results = _run_jobs(spec, run, jobs, scheduler, workers, progress)
 
-    scores = pd.DataFrame([r for res in results for r in res["scores"]],
-                          columns=["video_id", "domain", "seed", "segment", "score"])
-    scores = scores.sort_values(["domain", "seed", "video_id", "segment"]).reset_index(drop=True)
-    scores.to_parquet(run / "scores.parquet", index=False)
-    pd.DataFrame([{k: v for k, v in r.items() if k != "scores"} for r in results]).sort_values(
-        ["domain", "seed"]).to_parquet(run / "tasks.parquet", index=False)
-    metrics = evaluate_scores(scores, manifest_videos(manifest[manifest["video_id"].isin(scores["video_id"])]))
-    metrics.to_parquet(run / "metrics.parquet", index=False)
-    return metrics
+    scored = {row["video_id"] for res in results for row in res["scores"]}
+    videos = manifest_videos(manifest[manifest["video_id"].isin(scored)])
+    return write_run_outputs(run, results, videos)
 
 
 def _run_jobs(spec: PixelTrainSpec, run: Path, jobs: list[tuple[str, int]], scheduler: str | None, workers: int,
@@ -486,18 +479,8 @@ def _run_jobs(spec: PixelTrainSpec, run: Path, jobs: list[tuple[str, int]], sche
             if progress is not None:
                 progress(results[-1], len(results), len(jobs))
         return results
-    from distributed import as_completed
-
-    with connect(scheduler, max(1, min(len(jobs), workers or 1))) as client:
-        slots = sum(client.nthreads().values())
-        threads = max(1, (os.cpu_count() or 1) // max(1, slots))
-        futures = [client.submit(train_pixel_task, spec, str(run), d, s, threads, pure=False,
-                                 key=f"hl-train-pixel-{d}-{s}-{time.time()}") for d, s in jobs]
-        for fut in as_completed(futures):
-            results.append(fut.result())
-            if progress is not None:
-                progress(results[-1], len(results), len(jobs))
-    return results
+    return run_tasks(train_pixel_task, [(spec, str(run), d, s) for d, s in jobs], scheduler, workers or 1,
+                     "hl-train-pixel", progress)
 
 
 def evaluate_pixel_run(run_dir: str | Path, tvsum_protocol: str = "umt") -> pd.DataFrame:
