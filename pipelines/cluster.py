@@ -77,18 +77,47 @@ def connect(scheduler: str | None = None, workers: int = 1, resources: dict | No
         cluster.close()
 
 
+def threads_per_host(client) -> dict[str, int]:
+    """{hostname: torch threads per task} so that on every host tasks x threads never exceed its cores."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    cores = client.run(os.cpu_count)
+    hostnames = client.run(lambda: __import__("socket").gethostname())
+    per_host: dict[str, list[str]] = {}
+    for addr, w in info.items():
+        per_host.setdefault(w.get("host", addr), []).append(addr)
+    out = {}
+    for addrs in per_host.values():
+        slots = sum(info[a]["nthreads"] for a in addrs)
+        host_cores = max(cores.get(a, 1) or 1 for a in addrs)
+        for a in addrs:
+            out[hostnames[a]] = max(1, host_cores // max(1, slots))
+    return out
+
+
+def host_threads(threads: int | dict[str, int]) -> int:
+    """This host's entry of a :func:`threads_per_host` mapping (a plain int is used as it is)."""
+    import socket
+
+    n = threads.get(socket.gethostname(), 1) if isinstance(threads, dict) else threads
+    return max(1, int(n))
+
+
+def _with_threads(fn: Callable[..., dict], threads: dict[str, int], *job) -> dict:
+    return fn(*job, host_threads(threads))
+
+
 def run_tasks(fn: Callable[..., dict], jobs: Sequence[tuple], scheduler: str | None, workers: int,
               key_prefix: str, progress: Callable[[dict, int, int], None] | None = None) -> list[dict]:
     """``fn(*job, threads)`` for every job as a Dask task (``workers`` local processes, or ``scheduler``'s),
-    ``threads`` = torch threads per task so that tasks x threads fit the cores. Results in completion order;
-    ``progress(result, done, total)`` after each."""
+    ``threads`` = torch threads per task so that tasks x threads fit the cores of the host the task runs on.
+    Results in completion order; ``progress(result, done, total)`` after each."""
     from distributed import as_completed
 
     results: list[dict] = []
     with connect(scheduler, max(1, min(len(jobs), workers))) as client:
-        threads = max(1, (os.cpu_count() or 1) // max(1, sum(client.nthreads().values())))
+        threads = threads_per_host(client)
         token = uuid.uuid4().hex[:8]
-        futures = [client.submit(fn, *job, threads, key=f"{key_prefix}-{i}-{token}", pure=False)
+        futures = [client.submit(_with_threads, fn, threads, *job, key=f"{key_prefix}-{i}-{token}", pure=False)
                    for i, job in enumerate(jobs)]
         for fut in as_completed(futures):
             results.append(fut.result())

@@ -33,7 +33,7 @@ from hl.extract.extractors import (
 from hl.extract.weights import weights_hash
 
 from .cache import FeatureStore, config_hash, fingerprint
-from .cluster import connect
+from .cluster import connect, host_threads, threads_per_host
 
 log = logging.getLogger(__name__)
 
@@ -251,13 +251,11 @@ def _fail_all(store: FeatureStore, item: VideoItem, plans: list[UnitPlan], fp: s
 
 
 def _set_threads(torch_threads: int | dict[str, int]) -> None:
-    import socket
-
     import torch
 
-    n = torch_threads.get(socket.gethostname(), 1) if isinstance(torch_threads, dict) else torch_threads
+    n = host_threads(torch_threads)
     if torch.get_num_threads() != n:
-        torch.set_num_threads(max(1, int(n)))
+        torch.set_num_threads(n)
 
 
 def _worker_device(settings: RunSettings) -> RunSettings:
@@ -364,7 +362,7 @@ def run_extraction(
     cores = os.cpu_count() or 1
     n = workers or (max(1, _cuda_count()) if gpu else max(1, min(len(todo_items), cores // 2 or 1, 4)))
     with connect(scheduler, n, resources={"GPU": 1} if gpu else None) as client:
-        threads = _torch_threads(client)
+        threads = threads_per_host(client)
         client.subscribe_topic("hl-progress", lambda event: reporter.video_progress(
             event[1]["video_id"], event[1]["fraction"]))
         futures = {
@@ -394,20 +392,3 @@ def _cuda_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _torch_threads(client) -> dict[str, int]:
-    """Torch threads per task on each host so that tasks x threads never exceed the host's cores."""
-    info = client.scheduler_info(n_workers=-1)["workers"]
-    cores = client.run(os.cpu_count)
-    per_host: dict[str, list[str]] = {}
-    for addr, w in info.items():
-        per_host.setdefault(w.get("host", addr), []).append(addr)
-    hostnames = client.run(lambda: __import__("socket").gethostname())
-    out = {}
-    for _host, addrs in per_host.items():
-        slots = sum(info[a]["nthreads"] for a in addrs)
-        host_cores = max(cores.get(a, 1) or 1 for a in addrs)
-        for a in addrs:
-            out[hostnames[a]] = max(1, host_cores // max(1, slots))
-    return out

@@ -4,7 +4,7 @@ import os
 
 import dask
 
-from hl.pipelines.cluster import connect, local_worker_config
+from hl.pipelines.cluster import connect, host_threads, local_worker_config, run_tasks
 
 
 def _worker_setup() -> dict:
@@ -35,3 +35,17 @@ def test_local_workers_run_with_that_environment(monkeypatch):
     assert setup["malloc"] is None
     assert setup["omp"] == str(os.cpu_count() or 1)
     assert setup["profile"] is False
+
+
+def _job(a: int, b: int, threads: int) -> dict:
+    return {"sum": a + b, "threads": threads}
+
+
+def test_run_tasks_gives_each_task_its_share_of_the_host_cores():
+    seen = []
+    results = run_tasks(_job, [(1, 2), (3, 4), (5, 6)], None, 2, "hl-test",
+                        progress=lambda r, done, total: seen.append((done, total)))
+    assert sorted(r["sum"] for r in results) == [3, 7, 11]
+    assert {r["threads"] for r in results} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert host_threads({"elsewhere": 8}) == 1 and host_threads(3) == 3
