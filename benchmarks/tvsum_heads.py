@@ -8,6 +8,7 @@ One model per domain, trained on the domain's 4 lighthouse train videos with the
     python benchmarks/tvsum_heads.py --cv                 # leave-one-video-out CV over the train videos only
     python benchmarks/tvsum_heads.py --cv --set epochs=40 --set arch.d_model=64     # a tuning candidate
     python benchmarks/tvsum_heads.py --joint              # one model over all domains' train videos
+    python benchmarks/tvsum_heads.py --cv --targets median,vote,mean,top30    # training-target variants
 
 Hyper-parameters are chosen with ``--cv`` (each domain's train videos, one held out at a time); the test
 videos are only scored with a fixed configuration. Runs on ``--workers`` processes of one torch thread each.
@@ -56,6 +57,37 @@ ABLATIONS = {
 def above_median(anno: np.ndarray) -> np.ndarray:
     means = anno.mean(axis=1)
     return (means > np.median(means)).astype(np.float32)
+
+
+def annotator_vote(anno: np.ndarray) -> np.ndarray:
+    """Soft: the share of annotators who score the clip above the median of their own column (the evaluation's
+    per-annotator label, averaged)."""
+    return (anno > np.median(anno, axis=0, keepdims=True)).mean(axis=1).astype(np.float32)
+
+
+def scaled_mean(anno: np.ndarray) -> np.ndarray:
+    """Soft: the clip's mean score, min-max scaled to [0, 1] within the video."""
+    means = anno.mean(axis=1)
+    return ((means - means.min()) / max(float(np.ptp(means)), 1e-9)).astype(np.float32)
+
+
+def top30(anno: np.ndarray) -> np.ndarray:
+    """Binary: the 30 % of clips with the highest mean score."""
+    means = anno.mean(axis=1)
+    return (means > np.quantile(means, 0.7)).astype(np.float32)
+
+
+# Training targets from a video's [T, 20] annotator scores; "median" is the manifest's label (shipped).
+TARGETS = {"median": above_median, "vote": annotator_vote, "mean": scaled_mean, "top30": top30}
+
+
+def with_target(domains: dict, name: str) -> dict:
+    """A copy of ``domains`` whose videos carry the training target ``name`` (evaluation uses the raw scores)."""
+    return {
+        d: {part: [(dataclasses.replace(v, labels=TARGETS[name](a)), a) for v, a in items]
+            for part, items in parts.items()}
+        for d, parts in domains.items()
+    }
 
 
 def load_domains(data: Path, visual: str) -> dict[str, dict[str, list[tuple[Video, np.ndarray]]]]:
@@ -193,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domains", default="", help="comma-separated subset of domains")
     parser.add_argument("--joint", action="store_true", help="one model over all domains' train videos")
     parser.add_argument("--variants", default="", help="comma-separated subset of the ablation rows")
+    parser.add_argument("--targets", default="median",
+                        help=f"comma-separated training targets, each a table row: {', '.join(TARGETS)}")
     args = parser.parse_args(argv)
 
     overrides = dict(kv.split("=", 1) for kv in args.set)
@@ -210,18 +244,28 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"": {}} if not args.ablations else dict(ABLATIONS)
     if args.ablations and args.variants:
         variants = {name: ABLATIONS[name] for name in args.variants.split(",")}
+    targets = args.targets.split(",")
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown --targets {unknown}; choose from {list(TARGETS)}")
+    rows = {}  # tag -> (target, config overrides)
+    for target in targets:
+        for name, o in variants.items():
+            rows[name if target == "median" and name else f"{name} target={target}".strip()] = (target, o)
     jobs = []
-    for name, o in variants.items():
-        jobs += make_jobs(domains, make_config({**overrides, **o}), seeds, tag=name, joint=args.joint)
+    for tag, (target, o) in rows.items():
+        jobs += make_jobs(with_target(domains, target), make_config({**overrides, **o}), seeds, tag=tag,
+                          joint=args.joint)
     results, wall, busy = run_jobs(jobs, args.workers)
     n_models = len(jobs)
 
-    print_table(results, next(iter(variants)), domains, f"top-5 mAP, {what}, {len(seeds)} seeds")
-    if args.ablations:
-        print(f"\nablations ({what}): overall mean +- std over {len(seeds)} seeds")
-        for name in variants:
-            m = per_seed_means(results, name, domains)
-            print(f"  {name:20s} {m.mean():.3f} +- {m.std():.3f}")
+    print_table(results, next(iter(rows)), domains, f"top-5 mAP, {what}, {len(seeds)} seeds")
+    if len(rows) > 1:
+        print(f"\n{'ablations' if args.ablations else 'training targets'} ({what}): overall mean +- std over "
+              f"{len(seeds)} seeds")
+        for tag in rows:
+            m = per_seed_means(results, tag, domains)
+            print(f"  {tag:28s} {m.mean():.3f} +- {m.std():.3f}")
     print(f"\n{n_models} models in {wall:.1f} s wall ({busy:.1f} s of training, {args.workers} workers, "
           f"{busy / n_models:.2f} s per model)")
     return 0

@@ -4,11 +4,11 @@
     scores = score(model, test_videos)          # one [T] array of highlight scores per video
     save(model, model.config, "head.pt"); model = load("head.pt")
 
-A :class:`Video` holds one video's per-segment features and binary labels. All training videos are fed in
-padded, masked batches (``batch_size`` videos each, shuffled per epoch); the loss is Eq. 6 of the paper,
-w_ce * CE + w_hpcl * HPCL + w_rank * rank. Training runs a fixed number of epochs; with ``val`` videos (carved
-out of the training videos by the caller) and ``patience`` set, it stops early on the validation loss and
-keeps the best weights. The same seed gives the same weights.
+A :class:`Video` holds one video's per-segment features and labels (binary, or soft targets in [0, 1]). All
+training videos are fed in padded, masked batches (``batch_size`` videos each, shuffled per epoch); the loss is
+Eq. 6 of the paper, w_ce * CE + w_hpcl * HPCL + w_rank * rank. Training runs a fixed number of epochs; with
+``val`` videos (carved out of the training videos by the caller) and ``patience`` set, it stops early on the
+validation loss and keeps the best weights. The same seed gives the same weights.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ FORMAT = "hl.heads.cooccurrence/1"
 @dataclass
 class Video:
     """One video: ``visual`` [T, Dv] and ``audio`` [Ta, Da] per-segment features (audio None when the video
-    has no track; a Ta != T audio is cropped, or padded and masked), ``labels`` [T] binary (None to score)."""
+    has no track; a Ta != T audio is cropped, or padded and masked), ``labels`` [T] in [0, 1] (None to score):
+    binary, or soft targets, which the CE term takes as they are and HPCL and the rank term split at 0.5."""
 
     video_id: str
     visual: np.ndarray
@@ -58,8 +59,8 @@ class Video:
                 raise ValueError(
                     f"{self.video_id}: {self.labels.shape[0]} labels for {self.num_segments} visual segments"
                 )
-            if not np.isin(self.labels, (0.0, 1.0)).all():
-                raise ValueError(f"{self.video_id}: labels must be 0 or 1")
+            if not ((self.labels >= 0.0) & (self.labels <= 1.0)).all():
+                raise ValueError(f"{self.video_id}: labels must lie in [0, 1]")
 
     @property
     def num_segments(self) -> int:

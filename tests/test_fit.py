@@ -150,11 +150,27 @@ def test_config_round_trips_through_a_dict_and_rejects_typos():
 def test_bad_videos_raise_clear_errors():
     with pytest.raises(ValueError, match="labels for"):
         Video("x", np.zeros((5, 2)), None, np.zeros(4))
-    with pytest.raises(ValueError, match="0 or 1"):
-        Video("x", np.zeros((3, 2)), None, np.array([0, 0.5, 1]))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        Video("x", np.zeros((3, 2)), None, np.array([0, 1.5, 1]))
     with pytest.raises(ValueError, match="NaN"):
         Video("x", np.full((3, 2), np.nan))
     with pytest.raises(ValueError, match="need labels"):
         fit([Video("x", np.zeros((3, DV)), np.zeros((3, DA)))], small(epochs=1))
     with pytest.raises(ValueError, match="feature sizes"):
         fit(synthetic(1, seed=0) + [Video("y", np.zeros((3, DV + 1)), np.zeros((3, DA)), np.zeros(3))], small())
+
+
+def test_soft_labels_train_and_rank_like_their_binary_split():
+    """Soft targets in [0, 1] (e.g. the share of annotators who rate a segment highly) train the head: the CE term
+    takes them as given, HPCL and the rank term split them at 0.5."""
+    rng = np.random.default_rng(3)
+    soft = []
+    for v in synthetic(8, seed=4):
+        s = np.clip(v.labels * 0.8 + 0.1 + rng.uniform(-0.05, 0.05, v.num_segments), 0.0, 1.0)
+        soft.append(Video(v.video_id, v.visual, v.audio, s))
+    assert not np.isin(soft[0].labels, (0.0, 1.0)).any()
+    model, history = fit(soft[:6], small(), seed=0)
+    assert history[-1]["ce"] < history[0]["ce"]
+    assert history[0]["hpcl"] > 0
+    held = synthetic(8, seed=4)[6:]
+    assert mean_ap(model, held) > 0.85
