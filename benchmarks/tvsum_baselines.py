@@ -1,0 +1,138 @@
+"""Reference points for the TVSum top-5 mAP on the released UMT features: what chance, the annotators
+themselves, one unsupervised cue and a linear model reach under the same protocol as the heads.
+
+    python benchmarks/tvsum_baselines.py
+
+Rows, each scored on the 10 test videos (lighthouse "val") and on the 40 train videos:
+* random scores: the mean over 200 random rankings per video;
+* the annotators: each annotator scored with the mean of the other 19 (leave-one-annotator-out), and, as an
+  upper bound that sees the annotator it is scored against, the mean of all 20;
+* the L2 norm of a clip's I3D rgb feature, higher first (no training at all);
+* ridge regression from per-video z-scored I3D rgb+flow and PANN features to the per-video z-scored mean
+  annotator score, one model per domain or one over all domains. Its regularisation strength is chosen by
+  leave-one-video-out cross-validation on the train videos (the "CV" column; the same folds as
+  ``tvsum_heads.py --cv``), then refit on all train videos of the domain(s) and scored on the test videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tvsum_heads import DATA, load_domains  # noqa: E402
+
+from hl.heads.metrics import tvsum_annotator_aps, tvsum_top5_map  # noqa: E402
+
+ALPHAS = (1e2, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5)
+
+
+def zscore(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    return (x - x.mean(axis, keepdims=True)) / (x.std(axis, keepdims=True) + 1e-6)
+
+
+def domain_mean(maps: dict[str, list[float]]) -> float:
+    """The benchmark's overall figure: the mean over domains of the mean over the domain's videos."""
+    return float(np.mean([np.mean(v) for v in maps.values()]))
+
+
+def score_rows(domains: dict, part: str, scorer) -> float:
+    maps: dict[str, list[float]] = {}
+    for d, parts in domains.items():
+        for video, anno in parts[part]:
+            maps.setdefault(d, []).append(scorer(video, anno))
+    return domain_mean(maps)
+
+
+def random_map(video, anno, draws: int = 200) -> float:
+    rng = np.random.default_rng(len(anno))
+    return float(np.mean([tvsum_top5_map(rng.permutation(len(anno)).astype(float), anno) for _ in range(draws)]))
+
+
+def leave_one_annotator_out(video, anno) -> float:
+    n = anno.shape[1]
+    others = (anno.sum(1, keepdims=True) - anno) / (n - 1)  # [T, A]: column j = mean of the other annotators
+    return float(np.mean([tvsum_annotator_aps(others[:, j], anno)[j] for j in range(n)]))
+
+
+def rgb_norm(video, anno) -> float:
+    return tvsum_top5_map(np.linalg.norm(video.visual[:, :1024], axis=1), anno)  # rgb = the first 1024 dims
+
+
+def inputs(video) -> np.ndarray:
+    return np.concatenate([zscore(video.visual), zscore(video.audio)], axis=1)
+
+
+def ridge_path(train: list[tuple]) -> dict[float, np.ndarray]:
+    """Ridge weights for every alpha in ALPHAS from one eigendecomposition, targets = the per-video z-scored mean
+    annotator score. Fewer rows than columns: the dual form, w = X^T U diag(1 / (l + alpha)) U^T y with
+    X X^T = U diag(l) U^T; otherwise the primal, w = V diag(1 / (l + alpha)) V^T X^T y with X^T X = V diag(l) V^T."""
+    x = np.concatenate([inputs(v) for v, _ in train])
+    y = np.concatenate([zscore(a.mean(1)) for _, a in train])
+    if len(x) < x.shape[1]:
+        lam, u = np.linalg.eigh(x @ x.T)
+        uty = u.T @ y
+        return {alpha: x.T @ (u @ (uty / (lam + alpha))) for alpha in ALPHAS}
+    lam, v = np.linalg.eigh(x.T @ x)
+    vtb = v.T @ (x.T @ y)
+    return {alpha: v @ (vtb / (lam + alpha)) for alpha in ALPHAS}
+
+
+def ridge_cv(domains: dict, joint: bool) -> dict[float, float]:
+    """{alpha: CV figure}. Leave-one-video-out on the train videos: fold k holds out the k-th train video of a
+    domain (of every domain when ``joint``) and fits on the other train videos (of that domain, or of all)."""
+    maps: dict[float, dict[str, list[float]]] = {alpha: {} for alpha in ALPHAS}
+    folds = max(len(parts["train"]) for parts in domains.values())
+    for k in range(folds):
+        for d in domains if not joint else [None]:
+            pool = [parts["train"] for dd, parts in domains.items() if joint or dd == d]
+            path = ridge_path([x for videos in pool for kk, x in enumerate(videos) if kk != k])
+            held = [(dd, parts["train"][k]) for dd, parts in domains.items()
+                    if (joint or dd == d) and len(parts["train"]) > k]
+            for dd, (video, anno) in held:
+                for alpha, w in path.items():
+                    maps[alpha].setdefault(dd, []).append(tvsum_top5_map(inputs(video) @ w, anno))
+    return {alpha: domain_mean(m) for alpha, m in maps.items()}
+
+
+def ridge_test(domains: dict, alpha: float, joint: bool) -> float:
+    shared = ridge_path([x for parts in domains.values() for x in parts["train"]])[alpha] if joint else None
+    maps: dict[str, list[float]] = {}
+    for d, parts in domains.items():
+        w = shared if joint else ridge_path(parts["train"])[alpha]
+        maps[d] = [tvsum_top5_map(inputs(v) @ w, a) for v, a in parts["test"]]
+    return domain_mean(maps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA, help="folder holding umt/ and lighthouse/")
+    args = parser.parse_args(argv)
+    domains = load_domains(args.data, "rgb+flow")
+
+    rows = {
+        "random scores": random_map,
+        "annotators: mean of the other 19": leave_one_annotator_out,
+        "annotators: mean of all 20 (sees the scored one)": lambda v, a: tvsum_top5_map(a.mean(1), a),
+        "I3D rgb feature norm (no training)": rgb_norm,
+    }
+    print(f"{'reference':52s} {'test':>6s} {'train':>6s}")
+    for name, scorer in rows.items():
+        print(f"{name:52s} {score_rows(domains, 'test', scorer):6.3f} {score_rows(domains, 'train', scorer):6.3f}")
+
+    print(f"\n{'ridge, alpha chosen by CV on train videos':52s} {'test':>6s} {'CV':>6s}  alpha")
+    for joint in (False, True):
+        cv = ridge_cv(domains, joint)
+        best = max(cv, key=cv.get)
+        name = "ridge, one model over all domains" if joint else "ridge, one model per domain"
+        print(f"{name:52s} {ridge_test(domains, best, joint):6.3f} {cv[best]:6.3f}  {best:g}")
+        print("    CV per alpha: " + ", ".join(f"{a:g}: {m:.3f}" for a, m in cv.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
