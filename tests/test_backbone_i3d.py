@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from backbone_weights import closed_form_clip, closed_form_init, randomised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,19 +18,6 @@ from hl.extract.backbones.i3d import (
 )
 
 CHANNELS = {"i3d": 3, "i3d_flow": 2}
-
-
-def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every BatchNorm non-trivial statistics and affine terms, so a lost tensor changes outputs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module", params=["i3d", "i3d_flow"])
@@ -175,30 +163,6 @@ def test_charades_checkpoint_resizes_only_the_logits(tmp_path):
 
 
 # ----------------------------------------------------------------------------- forward
-
-
-def closed_form_init(model: torch.nn.Module) -> torch.nn.Module:
-    """Set every tensor from a formula of its name's rank and position (same values on any machine)."""
-    state = model.state_dict()
-    with torch.no_grad():
-        for i, name in enumerate(sorted(state)):
-            t = state[name]
-            if not t.is_floating_point():
-                continue
-            wave = torch.sin(torch.arange(t.numel(), dtype=torch.float64) * 0.7 + i).reshape(t.shape)
-            if name.endswith("running_var"):
-                t.copy_(1.0 + 0.5 * wave.abs())
-            elif name.endswith(("running_mean", "bias")):
-                t.copy_(0.1 * wave)
-            elif t.dim() == 1:  # BatchNorm weight
-                t.copy_(1.0 + 0.2 * wave)
-            else:
-                t.copy_(wave * (3.0 / t[0].numel()) ** 0.5)
-    return model.eval()
-
-
-def closed_form_clip(shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.cos(torch.arange(math.prod(shape), dtype=torch.float64) * 0.37).reshape(shape)
 
 
 def test_mixed_5c_matches_numbers_from_the_pytorch_i3d_definition():

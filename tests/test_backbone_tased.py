@@ -1,8 +1,8 @@
-import math
 
 import numpy as np
 import pytest
 import torch
+from backbone_weights import closed_form_clip, closed_form_init, randomised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,19 +10,6 @@ from hl.extract.backbones import create, get_spec, load_state_dict
 from hl.extract.backbones.tased import TasedEncoding, TasedNet, checkpoint_filter, preprocess
 
 SMALL = (1, 3, 32, 64, 96)  # the smallest clean input: 32 frames, H and W multiples of 32
-
-
-def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every BatchNorm non-trivial statistics and affine terms, so a lost tensor changes outputs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -153,31 +140,11 @@ def test_strict_loading_reports_a_wrong_key_or_shape(source, tmp_path):
 # ----------------------------------------------------------------------------- forward
 
 
-def closed_form_init(model: torch.nn.Module) -> torch.nn.Module:
-    """Set every tensor from a formula of its name's rank and position (same values on any machine)."""
-    state = model.state_dict()
-    with torch.no_grad():
-        for i, name in enumerate(sorted(state)):
-            t = state[name]
-            if not t.is_floating_point():
-                continue
-            wave = torch.sin(torch.arange(t.numel(), dtype=torch.float64) * 0.7 + i).reshape(t.shape)
-            if name.endswith("running_var"):
-                t.copy_(1.0 + 0.5 * wave.abs())
-            elif name.endswith(("running_mean", "bias")):
-                t.copy_(0.1 * wave)
-            elif t.dim() == 1:  # BatchNorm weight
-                t.copy_(1.0 + 0.2 * wave)
-            else:
-                t.copy_(wave * (3.0 / t[0].numel()) ** 0.5)
-    return model.eval()
-
-
 def test_matches_numbers_from_the_tased_v2_definition():
     # Reference numbers: MichiganCOG/TASED-Net's TASED_v2 (float64) with the same closed-form weights and
     # input [1, 3, 32, 64, 96]. They pin the encoder wiring, the pooling indices and the decoder.
     model = closed_form_init(TasedNet().double())
-    clip = torch.cos(torch.arange(math.prod(SMALL), dtype=torch.float64) * 0.37).reshape(SMALL)
+    clip = closed_form_clip(SMALL)
     with torch.no_grad():
         enc = model.encode(clip)
         saliency = model.decode(enc)
