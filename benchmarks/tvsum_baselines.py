@@ -82,29 +82,34 @@ def ridge_path(train: list[tuple]) -> dict[float, np.ndarray]:
     return {alpha: v @ (vtb / (lam + alpha)) for alpha in ALPHAS}
 
 
+def groups(domains: dict, joint: bool) -> list[list[str]]:
+    """The domains that share one ridge model: all of them when ``joint``, else each on its own."""
+    return [list(domains)] if joint else [[d] for d in domains]
+
+
 def ridge_cv(domains: dict, joint: bool) -> dict[float, float]:
-    """{alpha: CV figure}. Leave-one-video-out on the train videos: fold k holds out the k-th train video of a
-    domain (of every domain when ``joint``) and fits on the other train videos (of that domain, or of all)."""
+    """{alpha: CV figure}. Leave-one-video-out on the train videos: fold k holds out the k-th train video of
+    every domain in a group and fits on the group's other train videos."""
     maps: dict[float, dict[str, list[float]]] = {alpha: {} for alpha in ALPHAS}
-    folds = max(len(parts["train"]) for parts in domains.values())
-    for k in range(folds):
-        for d in domains if not joint else [None]:
-            pool = [parts["train"] for dd, parts in domains.items() if joint or dd == d]
-            path = ridge_path([x for videos in pool for kk, x in enumerate(videos) if kk != k])
-            held = [(dd, parts["train"][k]) for dd, parts in domains.items()
-                    if (joint or dd == d) and len(parts["train"]) > k]
-            for dd, (video, anno) in held:
+    for group in groups(domains, joint):
+        for k in range(max(len(domains[d]["train"]) for d in group)):
+            path = ridge_path([x for d in group for kk, x in enumerate(domains[d]["train"]) if kk != k])
+            for d in group:
+                if len(domains[d]["train"]) <= k:
+                    continue
+                video, anno = domains[d]["train"][k]
                 for alpha, w in path.items():
-                    maps[alpha].setdefault(dd, []).append(tvsum_top5_map(inputs(video) @ w, anno))
+                    maps[alpha].setdefault(d, []).append(tvsum_top5_map(inputs(video) @ w, anno))
     return {alpha: domain_mean(m) for alpha, m in maps.items()}
 
 
 def ridge_test(domains: dict, alpha: float, joint: bool) -> float:
-    shared = ridge_path([x for parts in domains.values() for x in parts["train"]])[alpha] if joint else None
+    """Fit on all train videos of each group, score the group's test videos."""
     maps: dict[str, list[float]] = {}
-    for d, parts in domains.items():
-        w = shared if joint else ridge_path(parts["train"])[alpha]
-        maps[d] = [tvsum_top5_map(inputs(v) @ w, a) for v, a in parts["test"]]
+    for group in groups(domains, joint):
+        w = ridge_path([x for d in group for x in domains[d]["train"]])[alpha]
+        for d in group:
+            maps[d] = [tvsum_top5_map(inputs(v) @ w, a) for v, a in domains[d]["test"]]
     return domain_mean(maps)
 
 

@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from hl.data_manifests.lighthouse import lighthouse_splits  # noqa: E402
+from hl.data_manifests.schema import above_median_labels  # noqa: E402
 from hl.data_manifests.umt import load_umt_anno, umt_features  # noqa: E402
 from hl.heads.fit import HeadConfig, Video, fit, score  # noqa: E402
 from hl.heads.metrics import tvsum_top5_map  # noqa: E402
@@ -54,11 +55,6 @@ ABLATIONS = {
 }
 
 
-def above_median(anno: np.ndarray) -> np.ndarray:
-    means = anno.mean(axis=1)
-    return (means > np.median(means)).astype(np.float32)
-
-
 def annotator_vote(anno: np.ndarray) -> np.ndarray:
     """Soft: the share of annotators who score the clip above the median of their own column (the evaluation's
     per-annotator label, averaged)."""
@@ -78,7 +74,7 @@ def top30(anno: np.ndarray) -> np.ndarray:
 
 
 # Training targets from a video's [T, 20] annotator scores; "median" is the manifest's label (shipped).
-TARGETS = {"median": above_median, "vote": annotator_vote, "mean": scaled_mean, "top30": top30}
+TARGETS = {"median": above_median_labels, "vote": annotator_vote, "mean": scaled_mean, "top30": top30}
 
 
 def with_target(domains: dict, name: str) -> dict:
@@ -106,7 +102,7 @@ def load_domains(data: Path, visual: str) -> dict[str, dict[str, list[tuple[Vide
                 vis = {"rgb": feats["i3d"], "flow": feats["i3d_flow"]}
                 vis["rgb+flow"] = np.concatenate([vis["rgb"], vis["flow"]], axis=1)
                 items.append(
-                    (Video(vid, vis[visual][:n], feats["pann"][:n], above_median(scores[:n])), scores[:n])
+                    (Video(vid, vis[visual][:n], feats["pann"][:n], above_median_labels(scores[:n])), scores[:n])
                 )
             out[domain][name] = items
     return out
