@@ -5,7 +5,7 @@
 
 Generated videos (``hl.data_manifests.synthetic.write_video``: h264 + AAC), 2-s segments, extractors c3d, pann
 and stats with random weights (no pretrained weights here; speed does not depend on the values). Everything
-runs through the library entry point ``hl.pipelines.extract_stage.run_extraction`` with one Dask worker, which
+runs through the library entry point ``hl.pipelines.stages.extract.run_extraction`` with one Dask worker, which
 gets cores // workers torch threads; the reference measurements in this process use the same thread count.
 The machine is shared and noisy, so every figure is a ratio of times measured in this run (medians over the
 repeats, hl and the reference taking turns):
@@ -55,7 +55,7 @@ from hl.extract.extractors import (
 )
 from hl.pipelines.cache import FeatureStore
 from hl.pipelines.cluster import local_worker_config
-from hl.pipelines.extract_stage import run_extraction
+from hl.pipelines.stages.extract import run_extraction
 
 EXTRACTORS = ["c3d", "pann", "stats"]
 SEGMENT_SECONDS = 2.0

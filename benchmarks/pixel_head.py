@@ -20,7 +20,6 @@ Reported:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -44,14 +43,10 @@ from hl.extract.extractors import ExtractorDef, RunSettings, extract_video, load
 from hl.extract.weights import weights_hash  # noqa: E402
 from hl.heads.pixel_decoder import load_pixel_head, predict_probability  # noqa: E402
 from hl.pipelines.cache import FeatureStore  # noqa: E402
-from hl.pipelines.extract_stage import UnitPlan, VideoItem, process_video, run_extraction  # noqa: E402
-from hl.pipelines.train_pixel import (  # noqa: E402
-    FrameBank,
-    PixelTrainSpec,
-    load_pixel_videos,
-    read_manifest_for,
-    train_pixel,
-)
+from hl.pipelines.run import Run  # noqa: E402
+from hl.pipelines.stages.extract import UnitPlan, VideoItem, process_video, run_extraction  # noqa: E402
+from hl.pipelines.stages.train_pixel import FrameBank, PixelTrainSpec, load_pixel_videos, train_pixel  # noqa: E402
+from hl.pipelines.stages.train_segment import read_manifest_at  # noqa: E402
 
 C3D_STATIC = ExtractorDef("c3d_maps_static", "c3d_maps_static", "window", output="maps",
                           description="C3D conv5b of the target frame repeated 16 times")
@@ -78,7 +73,7 @@ def extract(root: Path, args, weights: Path) -> tuple[Path, dict]:
         raise SystemExit(f"extraction failed: {report.failed[0].error}")
     timings["c3d_maps+motion_saliency"] = time.perf_counter() - t0
     t0 = time.perf_counter()  # the static variant is not in EXTRACTORS: run its units in this process
-    plan = UnitPlan(C3D_STATIC, str(weights), weights_hash(weights), {})
+    plan = UnitPlan(C3D_STATIC, str(weights), weights_hash(weights))
     for path in sorted((root / "videos").glob("*.mp4")):
         process_video(VideoItem(path.stem, str(path)), [plan], str(cache), RunSettings(precision="bf16"),
                       args.segment, torch_threads=torch.get_num_threads())
@@ -103,7 +98,7 @@ def accuracy(args, root: Path, cache: Path, videos, manifest) -> list[dict]:
     for name, spec in variants(args, cache).items():
         run = root / "runs" / name.replace(" ", "_").replace("/", "")
         metrics = train_pixel(spec, run)
-        view = json.loads((run / "config.json").read_text())["decoder"]["view"]
+        view = Run.open(run).config.head["decoder"]["view"]
         per_seed = []
         for s in spec.seeds:  # object coverage of each seed's own decoder
             cover = object_overlap(seed_maps(run / "models" / "synth0" / f"seed{s}.pt", cache, spec.maps_name,
@@ -143,7 +138,7 @@ def epoch_times(args, cache: Path, weights: Path) -> dict[str, float]:
 
     store = FeatureStore(cache)
     spec = PixelTrainSpec(cache=str(cache), beta=args.beta, seeds=(0,), batch_size=args.batch_size)
-    manifest = read_manifest_for(spec)
+    manifest = read_manifest_at(spec.manifest_path)
     train, _, _ = load_pixel_videos(store, manifest, spec, (112, 112))
     frames = sum(len(v.rows) for v in train)
     out = {"train_frames": frames}

@@ -46,7 +46,6 @@ from .splits import lighthouse_beside, split_lookup
 
 CLIP_SECONDS = 2.0
 ANNO_FILES = {"tvsum": "tvsum_anno.json", "youtube": "youtube_anno.json"}
-FEATURE_KEYS = ("i3d", "i3d_flow", "pann")
 
 
 def load_umt_anno(root: str | Path, dataset: str) -> dict[str, dict]:

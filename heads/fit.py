@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .cooccurrence import CooccurrenceConfig, CooccurrenceHead
 from .losses import ce_loss, hpcl_loss, rank_loss
 
@@ -335,25 +336,19 @@ def score(model: HeadModel, videos: Sequence[Video], batch_size: int = 16) -> li
 
 
 def save(model: HeadModel, config: HeadConfig, path: str | Path) -> None:
-    """Write ``model`` and its ``config`` to ``path`` (one torch file; loadable with weights_only=True)."""
-    path = Path(path)
-    payload = {
+    """Write ``model`` and its ``config`` to ``path`` (see :mod:`hl.heads.checkpoint`)."""
+    save_checkpoint({
         "format": FORMAT,
         "config": config.to_dict(),
         "visual_dim": model.visual_dim,
         "audio_dim": model.audio_dim,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    }, path)
 
 
 def load(path: str | Path) -> HeadModel:
     """Read a head written by :func:`save`; returned in eval mode."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a co-occurrence head file (expected format {FORMAT!r})")
+    payload = load_checkpoint(path, FORMAT, "co-occurrence head")
     config = HeadConfig.from_dict(payload["config"])
     model = HeadModel(config, payload["visual_dim"], payload["audio_dim"])
     model.load_state_dict(payload["state_dict"])

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import load_checkpoint, save_checkpoint
+
 FORMAT = "hl.heads.pixel/1"
 BACKBONES = ("c3d", "tased")
 
@@ -153,7 +155,7 @@ class TasedDecoder(nn.Module):
 class PixelDistinction(nn.Module):
     """The trainable part of PLD: cached encoder maps [B, ...] -> distinction logits [B, H, W].
 
-    ``probability`` gives d_t in (0, 1); ``score`` the clip's highlight score, the mean of d_t."""
+    ``probability`` gives d_t in (0, 1); a clip's highlight score is the mean of d_t."""
 
     def __init__(self, backbone: str, in_shape: tuple[int, ...], widths: tuple[int, ...] | None = None):
         """`widths`: the C3D decoder's three hidden widths (default 256, 128, 64); TASED's are fixed."""
@@ -196,11 +198,6 @@ class PixelDistinction(nn.Module):
 
     def probability(self, maps: Tensor) -> Tensor:
         return torch.sigmoid(self(maps))
-
-    @staticmethod
-    def score(prob: Tensor) -> Tensor:
-        """Highlight score of each clip: the mean of its distinction map, [B, H, W] -> [B]."""
-        return prob.mean(dim=(-2, -1))
 
 
 def pixel_bce(logits: Tensor, labels: Tensor, pos_weight: float | None = None) -> Tensor:
@@ -288,20 +285,16 @@ def predict_probability(model: PixelDistinction, maps: np.ndarray | Tensor, batc
 
 # -- files -------------------------------------------------------------------------------------------------------
 def save_pixel_head(model: PixelDistinction, path: str | Path, config: Mapping[str, Any] | None = None) -> Path:
-    """Write the decoder with what rebuilds it (backbone, input shape) and any training config."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "backbone": model.backbone, "in_shape": list(model.in_shape),
-                "widths": list(model.widths) if model.widths else None, "config": dict(config or {}),
-                "state_dict": model.state_dict()}, path)
-    return path
+    """Write the decoder with what rebuilds it (backbone, input shape) and any training config
+    (see :mod:`hl.heads.checkpoint`)."""
+    return save_checkpoint({"format": FORMAT, "backbone": model.backbone, "in_shape": list(model.in_shape),
+                            "widths": list(model.widths) if model.widths else None, "config": dict(config or {}),
+                            "state_dict": model.state_dict()}, path)
 
 
 def load_pixel_head(path: str | Path) -> tuple[PixelDistinction, dict]:
     """(model in eval mode, its training config) from a file written by :func:`save_pixel_head`."""
-    obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a PLD decoder file (format {FORMAT})")
+    obj = load_checkpoint(path, FORMAT, "PLD decoder")
     model = PixelDistinction(obj["backbone"], tuple(obj["in_shape"]), obj.get("widths"))
     model.load_state_dict(obj["state_dict"])
     return model.eval(), dict(obj.get("config", {}))
@@ -310,7 +303,9 @@ def load_pixel_head(path: str | Path) -> tuple[PixelDistinction, dict]:
 def load_tased_decoder(decoder: TasedDecoder, checkpoint: str | Path | Mapping[str, Tensor]) -> list[str]:
     """Initialise `decoder` from a TASED-Net v2 checkpoint (TASED_updated.pt, ``module.``-prefixed or not):
     every convtsp* tensor is copied. Returns the names copied; raises if a shape differs."""
-    state = checkpoint if isinstance(checkpoint, Mapping) else torch.load(str(checkpoint), map_location="cpu")
+    if not isinstance(checkpoint, Mapping):
+        checkpoint = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    state = checkpoint
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items() if k.removeprefix("module.").startswith("convtsp")}

@@ -1,9 +1,9 @@
-"""The Dask client every stage runs on: an existing scheduler when given, else a LocalCluster set up for torch.
-
-    with connect(scheduler=None, workers=2) as client:
-        futures = [client.submit(task, ...) for ...]
+"""The Dask cluster every stage runs on, and the one way hl submits work to it.
 
     results = run_tasks(train_task, [(spec, run, domain, seed), ...], scheduler, workers, "hl-train")
+
+:func:`run_tasks` runs ``fn(*job, threads)`` per job on an existing scheduler when given, else on a LocalCluster
+set up for torch (:func:`connect`); extraction, segment and pixel training all go through it.
 
 A LocalCluster starts ``workers`` processes of one task thread each. Three Dask defaults that slow torch are
 changed for those processes (measured with ``benchmarks/extract.py`` and by timing the same forward passes in
@@ -28,6 +28,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 
 def local_worker_config(torch_threads: int) -> dict:
@@ -102,25 +103,43 @@ def host_threads(threads: int | dict[str, int]) -> int:
     return max(1, int(n))
 
 
-def _with_threads(fn: Callable[..., dict], threads: dict[str, int], *job) -> dict:
+def _with_threads(fn: Callable[..., Any], threads: dict[str, int], *job) -> Any:
     return fn(*job, host_threads(threads))
 
 
-def run_tasks(fn: Callable[..., dict], jobs: Sequence[tuple], scheduler: str | None, workers: int,
-              key_prefix: str, progress: Callable[[dict, int, int], None] | None = None) -> list[dict]:
-    """``fn(*job, threads)`` for every job as a Dask task (``workers`` local processes, or ``scheduler``'s),
-    ``threads`` = torch threads per task so that tasks x threads fit the cores of the host the task runs on.
-    Results in completion order; ``progress(result, done, total)`` after each."""
+def run_tasks(fn: Callable[..., Any], jobs: Sequence[tuple], scheduler: str | None = None, workers: int = 1,
+              key_prefix: str = "hl", progress: Callable[[Any, int, int], None] | None = None, *,
+              resources: dict | None = None, topics: dict[str, Callable] | None = None,
+              on_error: Callable[[tuple, BaseException], Any] | None = None) -> list:
+    """The one way hl submits work: ``fn(*job, threads)`` for every job as a Dask task, on ``workers`` local
+    processes (a LocalCluster, closed afterwards) or on ``scheduler``'s workers. ``threads`` is the torch
+    threads a task may use so that tasks x threads fit the cores of the host it runs on.
+
+    Results come in completion order; ``progress(result, done, total)`` is called after each. Tasks carry
+    ``resources`` (e.g. ``{"GPU": 1}``, and a local cluster's workers offer them); ``topics`` subscribes
+    handlers to worker events (``worker.log_event``). A task that raises ends the call with that exception,
+    unless ``on_error(job, exception)`` turns it into a result."""
     from distributed import as_completed
 
-    results: list[dict] = []
-    with connect(scheduler, max(1, min(len(jobs), workers))) as client:
+    results: list = []
+    if not jobs:
+        return results
+    with connect(scheduler, max(1, min(len(jobs), workers)), resources=resources) as client:
         threads = threads_per_host(client)
+        for topic, handler in (topics or {}).items():
+            client.subscribe_topic(topic, handler)
         token = uuid.uuid4().hex[:8]
-        futures = [client.submit(_with_threads, fn, threads, *job, key=f"{key_prefix}-{i}-{token}", pure=False)
-                   for i, job in enumerate(jobs)]
+        futures = {client.submit(_with_threads, fn, threads, *job, key=f"{key_prefix}-{i}-{token}", pure=False,
+                                 resources=resources): job
+                   for i, job in enumerate(jobs)}
         for fut in as_completed(futures):
-            results.append(fut.result())
+            try:
+                result = fut.result()
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                result = on_error(futures[fut], exc)
+            results.append(result)
             if progress is not None:
-                progress(results[-1], len(results), len(jobs))
+                progress(result, len(results), len(jobs))
     return results

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 from hl.data_manifests.schema import write_manifest
 from hl.data_manifests.synthetic import make_dataset, write_video
-from hl.pipelines.extract_stage import Reporter, run_extraction
-from hl.pipelines.train import TrainSpec, train_heads
+from hl.pipelines.stages.extract import Reporter, run_extraction
+from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,34 @@ def found_highlights(tmp_path_factory) -> Found:
                                      scheduler=cluster.scheduler_address, reporter=reporter)
         _FOUND[root] = Found(trained, result, events)
     return _FOUND[root]
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sections, self.images, self.clips, self.external = [], [], [], []
+        self.curves = self.polylines = self.moment_rects = self.cards = self.maps = 0
+
+    @classmethod
+    def parse(cls, path: Path) -> Page:
+        page = cls()
+        page.feed(path.read_text(encoding="utf-8"))
+        return page
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        if tag == "section" and "video" in classes:
+            self.sections.append(a["data-video-id"])
+        self.curves += tag == "svg" and "curve" in classes
+        self.polylines += tag == "polyline" and "score" in classes
+        self.moment_rects += tag == "rect" and "moment" in classes
+        self.cards += tag == "figure" and "card" in classes
+        self.maps += tag == "img" and "map" in classes
+        if tag == "img" and "thumb" in classes:
+            self.images.append(a["src"])
+        if tag == "a" and "clip" in classes:
+            self.clips.append(a["href"])
+        for key in ("src", "href"):
+            if key in a and (a[key].startswith(("http:", "https:", "//")) or tag in ("link", "script")):
+                self.external.append(a[key])

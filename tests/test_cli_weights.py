@@ -29,7 +29,7 @@ def test_weights_list_add_and_extract_picks_them_up(tmp_path):
     assert "fc6.weight" in r.output and "fc7.weight" in r.output and "renamed.weight" in r.output
 
     from hl.extract.extractors import RunSettings
-    from hl.pipelines.extract_stage import plan_extractors
+    from hl.pipelines.stages.extract import plan_extractors
 
     plans, notices = plan_extractors(["c3d"], wdir, RunSettings())
     assert plans[0].weights == str(wdir / "c3d.pickle") and len(plans[0].weights_hash) == 64 and not notices

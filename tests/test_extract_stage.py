@@ -16,7 +16,7 @@ import pytest
 from hl.data_manifests.synthetic import write_video
 from hl.extract.extractors import RunSettings
 from hl.pipelines.cache import FeatureStore
-from hl.pipelines.extract_stage import discover_videos, run_extraction
+from hl.pipelines.stages.extract import discover_videos, run_extraction
 
 EXTRACTORS = ["stats", "stats_audio", "motion_saliency"]
 FP32 = RunSettings(precision="fp32")

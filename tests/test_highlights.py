@@ -3,17 +3,17 @@ import csv
 import io
 import json
 import sys
-import types
-from html.parser import HTMLParser
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from highlight_run import found_highlights
+from highlight_run import Page, found_highlights
 
-from hl.pipelines.clips import clip_suffix, cut_clip
-from hl.pipelines.highlights import HighlightsError, find_highlights, highlights_command
+from hl.common import HLError
+from hl.pipelines.cli import highlights_command
+from hl.pipelines.highlights import find_highlights
+from hl.pipelines.highlights.clips import clip_suffix, cut_clip
 
 
 @pytest.fixture(scope="module")
@@ -126,57 +126,16 @@ def test_failed_video_is_reported_not_fatal(found):
 
 def test_bad_requests(found, tmp_path):
     run = found.trained.run
-    with pytest.raises(HighlightsError, match="not a run directory"):
+    with pytest.raises(HLError, match="not a run directory"):
         find_highlights(found.trained.new_videos, tmp_path, tmp_path / "o")
-    with pytest.raises(HighlightsError, match="no video files"):
+    with pytest.raises(HLError, match="no video files"):
         find_highlights(tmp_path, run, tmp_path / "o")
-    with pytest.raises(HighlightsError, match="no such folder"):
+    with pytest.raises(HLError, match="no such folder"):
         find_highlights(tmp_path / "nowhere", run, tmp_path / "o")
-    with pytest.raises(HighlightsError, match="--top"):
+    with pytest.raises(HLError, match="--top"):
         find_highlights(found.trained.new_videos, run, tmp_path / "o", top=0)
-    with pytest.raises(HighlightsError, match="--min-gap"):
+    with pytest.raises(HLError, match="--min-gap"):
         find_highlights(found.trained.new_videos, run, tmp_path / "o", min_gap=-1)
-
-
-def test_pixel_run_shows_maps(found, tmp_path, monkeypatch):
-    """A run whose config says "head": "pixel" is scored by train_pixel.predict_pixel; its maps are drawn."""
-    calls = []
-
-    def predict_pixel(run, cache, video_ids):
-        calls.append((Path(run), Path(cache), list(video_ids)))
-        out = {}
-        for vid in video_ids:
-            seg = np.stack([np.arange(10) * 2.0, np.arange(10) * 2.0 + 2.0], axis=1)
-            scores = np.zeros(10, np.float32)
-            scores[[3, 8]] = [0.9, 0.6]
-            times = np.arange(40) * 0.5
-            maps = np.zeros((40, 24, 32), np.uint8)
-            maps[:, 4:12, 20:30] = 255  # a hot top-right corner
-            out[vid] = {"scores": scores, "segments": seg, "maps": maps, "times": times, "heads": "pixel"}
-        return out
-
-    monkeypatch.setitem(sys.modules, "hl.pipelines.train_pixel", types.SimpleNamespace(predict_pixel=predict_pixel))
-    run = tmp_path / "pixel_run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"head": "pixel", "spec": {"visual": ["stats"], "audio": []}}))
-    videos = tmp_path / "one"
-    videos.mkdir()
-    (videos / "alpha.mp4").write_bytes((found.trained.new_videos / "alpha.mp4").read_bytes())
-    res = find_highlights(videos, run, tmp_path / "out", cache=found.result.cache, top=2, min_gap=2.0)
-    assert calls == [(run, found.result.cache, ["alpha"])]
-    rows = json.loads(res.json.read_text())["alpha"]
-    assert [(r["start"], r["end"]) for r in rows] == [(6.0, 8.0), (16.0, 18.0)]
-    from PIL import Image
-
-    for r in rows:
-        overlay = np.asarray(Image.open(res.out / r["map"]), np.float32)
-        thumb = np.asarray(Image.open(res.out / r["thumbnail"]), np.float32)
-        h, w = thumb.shape[:2]
-        hot = np.abs(overlay - thumb)[: h // 2, w * 2 // 3:].mean()
-        cold = np.abs(overlay - thumb)[h * 2 // 3:, : w // 2].mean()
-        assert hot > 20 > cold  # the map is drawn where it is hot
-    page = Page.parse(res.report)
-    assert page.maps == 2 and page.cards == 2
 
 
 # -- clips and long videos ------------------------------------------------------------------------------
@@ -255,8 +214,8 @@ def test_reencode_cuts_exactly(tmp_path):
 
 _MEMORY_PROBE = """
 import resource, sys
-from hl.pipelines.clips import cut_clip
-from hl.pipelines.report import grab_frames
+from hl.pipelines.highlights.clips import cut_clip
+from hl.pipelines.highlights.report import grab_frames
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -287,35 +246,3 @@ def test_long_video_is_streamed(found, tmp_path):
     grown, n, c0, c1, e0, e1 = map(float, run.stdout.split()[-6:])
     assert n == 3 and c0 == 0.0 and c1 == pytest.approx(178.0) and (e0, e1) == pytest.approx((100.4, 160.0))
     assert grown < full_mb / 2, f"peak memory grew by {grown:.1f} MB (the decoded video: {full_mb:.0f} MB)"
-
-
-# -- reading the page -----------------------------------------------------------------------------------
-class Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.sections, self.images, self.clips, self.external = [], [], [], []
-        self.curves = self.polylines = self.moment_rects = self.cards = self.maps = 0
-
-    @classmethod
-    def parse(cls, path: Path) -> "Page":
-        page = cls()
-        page.feed(path.read_text(encoding="utf-8"))
-        return page
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        classes = (a.get("class") or "").split()
-        if tag == "section" and "video" in classes:
-            self.sections.append(a["data-video-id"])
-        self.curves += tag == "svg" and "curve" in classes
-        self.polylines += tag == "polyline" and "score" in classes
-        self.moment_rects += tag == "rect" and "moment" in classes
-        self.cards += tag == "figure" and "card" in classes
-        self.maps += tag == "img" and "map" in classes
-        if tag == "img" and "thumb" in classes:
-            self.images.append(a["src"])
-        if tag == "a" and "clip" in classes:
-            self.clips.append(a["href"])
-        for key in ("src", "href"):
-            if key in a and (a[key].startswith(("http:", "https:", "//")) or tag in ("link", "script")):
-                self.external.append(a[key])

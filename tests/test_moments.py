@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hl.pipelines.moments import find_moments, gap
+from hl.pipelines.highlights.moments import find_moments, gap
 
 
 def fixed(n: int, length: float = 2.0) -> np.ndarray:

@@ -6,6 +6,7 @@ from click.testing import CliRunner
 from hl.data_manifests.schema import write_manifest
 from hl.data_manifests.synthetic import make_dataset
 from hl.pipelines.cli import main
+from hl.pipelines.run import Run
 
 
 def test_pixel_head_from_the_command_line(tmp_path):
@@ -21,7 +22,7 @@ def test_pixel_head_from_the_command_line(tmp_path):
                                   "--out", str(run), "--seeds", "0", "--epochs", "2", "--beta", "0.00003"])
     assert r.exit_code == 0, r.output
     assert "MEAN" in r.output
-    assert json.loads((run / "config.json").read_text())["head"] == "pixel"
+    assert Run.open(run).kind == "pixel"
     r = CliRunner().invoke(main, ["eval", "--run", str(run)])
     assert r.exit_code == 0 and "c3d_maps" in r.output, r.output
     r = CliRunner().invoke(main, ["predict", "--run", str(run), "--cache", str(cache), "--out",

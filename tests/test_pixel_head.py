@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pixel_synthetic import object_overlap, textured_dataset
 
+from hl.common import HLError
 from hl.data_manifests.schema import write_manifest
 from hl.heads.metrics import average_precision
 from hl.heads.pixel_decoder import (
@@ -35,7 +36,7 @@ from hl.heads.pixel_labels import (
     segment_scores,
 )
 from hl.pipelines.cache import FeatureStore
-from hl.pipelines.train import TrainError
+from hl.pipelines.run import Run
 
 # -- pseudo labels ------------------------------------------------------------------------------------------------
 
@@ -192,8 +193,8 @@ def test_static_clip_repeats_the_target_frame():
 @pytest.fixture(scope="module")
 def pld_run(tmp_path_factory):
     from hl.extract.extractors import RunSettings
-    from hl.pipelines.extract_stage import run_extraction
-    from hl.pipelines.train_pixel import PixelTrainSpec, train_pixel
+    from hl.pipelines.stages.extract import run_extraction
+    from hl.pipelines.stages.train_pixel import PixelTrainSpec, train_pixel
 
     root = tmp_path_factory.mktemp("pld")
     # 5 videos of 2.5 s (5 segments, 5 target frames each): 3 train, 2 held out
@@ -202,7 +203,7 @@ def pld_run(tmp_path_factory):
     cache = root / "cache"
     # one worker: every video sees the same randomly initialised C3D
     report = run_extraction(root / "videos", cache, ["c3d_maps", "motion_saliency"], segment_seconds=0.5, workers=1,
-                            allow_random_weights=True, settings=RunSettings(precision="bf16"))
+                            allow_random_weights=True, settings=RunSettings())  # the CPU's own precision
     assert not report.failed
     write_manifest(manifest, cache / "manifest.parquet")
     spec = PixelTrainSpec(cache=str(cache), backbone="c3d", beta=3e-5, saliency_norm="sum", seeds=(0,), epochs=12,
@@ -212,7 +213,7 @@ def pld_run(tmp_path_factory):
 
 
 def test_pld_learns_highlights_and_where_they_are(pld_run):
-    from hl.pipelines.predict_pixel import predict_pixel
+    from hl.pipelines.stages.predict_pixel import predict_pixel
 
     root, videos, manifest, cache, metrics = pld_run
     test_ids = sorted(manifest.loc[manifest["split"] == "test", "video_id"].unique())
@@ -224,32 +225,33 @@ def test_pld_learns_highlights_and_where_they_are(pld_run):
         labels = manifest[manifest["video_id"] == vid].sort_values("segment")["label"].to_numpy()
         assert p["maps"].dtype == np.uint8 and p["maps"].shape[1:] == (112, 112) and len(p["times"]) == len(p["maps"])
         assert average_precision(p["scores"], labels) >= 0.9
-    config = json.loads((root / "run" / "config.json").read_text())
-    cover = object_overlap(preds, videos, config["decoder"]["view"])
+    config = Run.open(root / "run").config
+    cover = object_overlap(preds, videos, config.head["decoder"]["view"])
     assert len(cover["iou"]) >= 4
     assert np.mean(cover["iou"]) >= 0.5, cover
     assert np.mean(cover["mass"]) >= 0.5, cover
 
 
 def test_run_directory_and_eval(pld_run):
-    from hl.pipelines.train_pixel import evaluate_pixel_run
+    from hl.pipelines.stages.evaluate import evaluate_run
 
     root, _, manifest, cache, metrics = pld_run
     run = root / "run"
-    config = json.loads((run / "config.json").read_text())
-    assert config["head"] == "pixel" and config["maps_extractor"] == "c3d_maps"
-    assert config["saliency_extractor"] == "motion_saliency" and config["beta"] == {"synth0": 3e-5}
+    config = Run.open(run).config
+    assert config.kind == "pixel" and config.visual == ["c3d_maps"] and config.audio == []
+    labels = config.head["labels"]
+    assert labels["saliency"] == "motion_saliency" and labels["beta"] == {"synth0": 3e-5}
     assert (run / "models" / "synth0" / "seed0.pt").exists()
     history = json.loads((run / "history" / "synth0-seed0.json").read_text())
     assert len(history) == 12 and history[-1]["loss"] < history[0]["loss"]
-    pd.testing.assert_frame_equal(evaluate_pixel_run(run), pd.read_parquet(run / "metrics.parquet"))
+    pd.testing.assert_frame_equal(evaluate_run(run), pd.read_parquet(run / "metrics.parquet"))
     scores = pd.read_parquet(run / "scores.parquet")
     assert set(scores["video_id"]) == set(manifest.loc[manifest["split"] == "test", "video_id"])
 
 
 def test_prediction_scores_are_frame_map_means_and_pictures(pld_run, tmp_path):
-    from hl.pipelines.predict import write_predictions
-    from hl.pipelines.predict_pixel import predict_pixel, write_map_pictures
+    from hl.pipelines.stages.predict import write_predictions
+    from hl.pipelines.stages.predict_pixel import predict_pixel, write_map_pictures
 
     root, _, _, cache, _ = pld_run
     preds = predict_pixel(root / "run", cache)
@@ -268,7 +270,7 @@ def test_prediction_scores_are_frame_map_means_and_pictures(pld_run, tmp_path):
 
 
 def test_ablations_read_what_they_need(pld_run):
-    from hl.pipelines.train_pixel import FrameBank, PixelTrainSpec, load_pixel_videos, train_pixel
+    from hl.pipelines.stages.train_pixel import FrameBank, PixelTrainSpec, load_pixel_videos, train_pixel
 
     root, _, manifest, cache, _ = pld_run
     spec = PixelTrainSpec(cache=str(cache), ablate="spatial", seeds=(0,))
@@ -280,16 +282,16 @@ def test_ablations_read_what_they_need(pld_run):
     per_frame = labels.reshape(len(labels), -1)
     assert set(per_frame.min(1).values.tolist()) == set(per_frame.max(1).values.tolist())  # whole frames 0 or 1
     assert bank.positive_rate() == pytest.approx(sum(v.highlight.sum() for v in videos) / bank.frames)
-    with pytest.raises(TrainError, match="c3d_maps_static"):
+    with pytest.raises(HLError, match="c3d_maps_static"):
         train_pixel(PixelTrainSpec(cache=str(cache), ablate="temporal", seeds=(0,)), root / "run_temporal")
-    with pytest.raises(TrainError, match="backbone"):
+    with pytest.raises(HLError, match="backbone"):
         PixelTrainSpec(cache=str(cache), backbone="i3d")
-    with pytest.raises(TrainError, match="norm"):
+    with pytest.raises(HLError, match="norm"):
         PixelTrainSpec(cache=str(cache), saliency_norm="l1")
 
 
 def test_streaming_bank_serves_the_same_frames(pld_run):
-    from hl.pipelines.train_pixel import FrameBank, PixelTrainSpec, load_pixel_videos
+    from hl.pipelines.stages.train_pixel import FrameBank, PixelTrainSpec, load_pixel_videos
 
     _, _, manifest, cache, _ = pld_run
     store = FeatureStore(cache)
@@ -310,3 +312,48 @@ def test_streaming_bank_serves_the_same_frames(pld_run):
     (a, la), (b, lb) = epoch(memory), epoch(stream)
     assert len(a) == memory.frames and torch.equal(a, b) and torch.equal(la, lb)
     torch.testing.assert_close(memory.channel_stats()[0], stream.channel_stats()[0])
+
+
+def test_highlights_of_a_pixel_run_from_the_command_line(pld_run, tmp_path):
+    """`hl highlights` with the trained PLD run on new videos: the run's own maps extractor is run again (the same
+    random-init C3D: its origin says so), every moment gets a map overlay drawn where the decoder's map is hot,
+    and the best moment of each video lies in one of its highlights."""
+    from click.testing import CliRunner
+    from highlight_run import Page
+    from PIL import Image
+
+    from hl.pipelines.cli import main
+    from hl.pipelines.stages.predict import predict
+
+    root = pld_run[0]
+    videos, _ = textured_dataset(tmp_path / "new", n_videos=2, seconds=2.5, fps=60.0, segment_seconds=0.5, seed=7)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["highlights", str(tmp_path / "new"), "--run", str(root / "run"), "--out", str(out),
+                                  "--top", "2", "--min-gap", "0", "--weights-dir", str(tmp_path / "no-weights"),
+                                  "--workers", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((out / "highlights.json").read_text())
+    assert sorted(rows) == [v.video_id for v in videos]
+    preds = predict(root / "run", out / "cache")
+    assert Run.open(root / "run").config.segments == {"rule": "fixed", "seconds": 0.5}
+    for v in videos:
+        moments = rows[v.video_id]
+        assert moments and all("map" in m and (out / m["map"]).is_file() for m in moments)
+        best = moments[0]
+        assert any(min(best["end"], b) - max(best["start"], a) > 0 for a, b in v.highlights), (best, v.highlights)
+        p = preds[v.video_id]
+        for m in moments:
+            overlay = np.asarray(Image.open(out / m["map"]), np.float32)
+            thumb = np.asarray(Image.open(out / m["thumbnail"]), np.float32)
+            prob = p["maps"][np.abs(p["times"] - m["peak_time"]).argmin()].astype(np.float32)
+            prob = (prob - prob.min()) / max(prob.max() - prob.min(), 1e-6)
+            # where the decoder sees the frame (C3D: the centre crop), at the thumbnail's size
+            top, bottom, left, right = Run.open(root / "run").config.head["decoder"]["view"]
+            h, w = thumb.shape[:2]
+            view = np.s_[round(top * h):round(bottom * h), round(left * w):round(right * w)]
+            heat = np.asarray(Image.fromarray((prob * 255).astype(np.uint8)).resize(
+                (view[1].stop - view[1].start, view[0].stop - view[0].start)), np.float32) / 255
+            diff = np.abs(overlay - thumb)[view].mean(axis=2)
+            assert diff[heat > 0.7].mean() > diff[heat < 0.1].mean() + 20  # the map is drawn where it is hot
+    page = Page.parse(out / "report.html")
+    assert page.maps == page.cards == sum(len(m) for m in rows.values())

@@ -9,11 +9,12 @@ from click.testing import CliRunner
 
 from hl.data_manifests.umt import umt_features
 from hl.pipelines.cache import FeatureStore
-from hl.pipelines.cache_import import import_umt
+from hl.pipelines.cache.umt_import import import_umt
 from hl.pipelines.cli import main
-from hl.pipelines.evaluate import evaluate_run
-from hl.pipelines.predict import predict_scores, write_predictions
-from hl.pipelines.train import TrainSpec, summary_table, train_heads
+from hl.pipelines.run import Run
+from hl.pipelines.stages.evaluate import evaluate_run, summary_table
+from hl.pipelines.stages.predict import predict, write_predictions
+from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
 SMALL = {"epochs": 3, "arch": {"d_model": 32, "n_heads": 2, "ffn_dim": 64}}
 DOMAINS = ("BK", "VT")
@@ -56,8 +57,8 @@ def test_training_writes_a_complete_run(run):
     assert metrics.value.between(0, 1).all()
     for d in DOMAINS:
         assert sorted(p.name for p in (out / "models" / d).glob("*.pt")) == ["seed0.pt", "seed1.pt"]
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["head"]["epochs"] == 3 and cfg["domains"] == list(DOMAINS)
+    cfg = Run.open(out).config
+    assert cfg.kind == "segment" and cfg.head["epochs"] == 3 and cfg.domains == list(DOMAINS)
     scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores.video_id) == {"Se3oxnaPsz0", "J0nA4VgnoCo"}  # the test video of BK and of VT
     history = json.loads((out / "history" / "BK-seed0.json").read_text())
@@ -88,7 +89,7 @@ def test_same_seed_same_scores(run, tvsum_cache, tmp_path):
 
 def test_predict_uses_the_domain_heads(run, tvsum_cache, tmp_path):
     out, _ = run
-    preds = predict_scores(out, tvsum_cache, ["0tmA_C6XwfM", "98MoyGZKHXc"])
+    preds = predict(out, tvsum_cache, ["0tmA_C6XwfM", "98MoyGZKHXc"])
     store = FeatureStore(tvsum_cache)
     for vid, p in preds.items():
         assert len(p["scores"]) == len(store.segments(vid, "i3d")) == len(p["segments"])
@@ -122,8 +123,8 @@ def test_cli_train_eval_predict(tvsum_cache, tmp_path):
                                   "--audio", "", "--workers", "1"])
     assert r.exit_code == 0, r.output
     assert "BK" in r.output and "MEAN" in r.output
-    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["head"]["arch"]["model"] == "v" and cfg["spec"]["audio"] == []
+    cfg = Run.open(tmp_path / "r").config
+    assert cfg.head["arch"]["model"] == "v" and cfg.audio == []
     r = CliRunner().invoke(main, ["eval", "--run", str(tmp_path / "r")])
     assert r.exit_code == 0 and "top5_mAP" in r.output
     r = CliRunner().invoke(main, ["predict", "--run", str(tmp_path / "r"), "--cache", str(tvsum_cache),

@@ -1,21 +1,22 @@
-"""The `hl` command line: thin click commands over the library API (tests call the library directly)."""
+"""The `hl` command line: thin click commands over the library API (tests call the library directly).
+
+A library error (:class:`hl.common.HLError`) reaches the user as one line, ``hl: error: ...``, exit status 2
+(:class:`.options.Group`).
+"""
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-
-def _fail(message: str) -> None:
-    """One clear line on stderr and exit status 2, instead of a traceback."""
-    click.echo(f"hl: error: {message}", err=True)
-    sys.exit(2)
+from .options import Group, NameList, cluster_options, explicit, quiet_option, seeds_option, weights_dir_option
 
 
-@click.group()
+@click.group(cls=Group)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 def main(verbose: bool) -> None:
     """hl: video highlight detection. Extract features once into a cache, then train fast heads from it."""
@@ -30,16 +31,14 @@ def main(verbose: bool) -> None:
 @click.option("--videos", required=True, type=click.Path(path_type=Path),
               help="A folder of videos (searched recursively) or one video file.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The cache directory.")
-@click.option("--extractors", default=None,
+@click.option("--extractors", type=NameList(), default=None,
               help="Comma-separated, e.g. i3d,pann,tased. Default: every pretrained extractor whose weights "
                    "are present, else the weight-free stats,stats_audio.")
 @click.option("--segment-seconds", default=2.0, show_default=True, type=float, help="Fixed window length.")
 @click.option("--segments", "segments_manifest", type=click.Path(exists=True, path_type=Path), default=None,
               help="A manifest (Parquet) whose start/end windows replace the fixed windows for its videos.")
-@click.option("--weights-dir", type=click.Path(path_type=Path), default=None, envvar="HL_WEIGHTS_DIR",
-              help="Where checkpoints live (default: the user cache dir; env HL_WEIGHTS_DIR).")
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://host:port).")
-@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
+@weights_dir_option
+@cluster_options
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (GPU tasks carry a GPU resource).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto: bf16 where the CPU/GPU computes it natively, else fp32.")
@@ -47,12 +46,12 @@ def main(verbose: bool) -> None:
 @click.option("--random-weights", is_flag=True,
               help="Run pretrained extractors with random weights when theirs are absent (speed tests only).")
 @click.option("--retry-failed", is_flag=True, help="Try again the videos that failed before.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@quiet_option
 def extract(videos, out, extractors, segment_seconds, segments_manifest, weights_dir, scheduler, workers, device,
             precision, batch_size, random_weights, retry_failed, quiet):
     """Decode every video once and cache its features (HDF5 + a Parquet index)."""
     from hl.extract.extractors import RunSettings
-    from hl.pipelines.extract_stage import ExtractError, run_extraction
+    from hl.pipelines.stages.extract import run_extraction
 
     from .progress import ExtractProgress
 
@@ -61,17 +60,15 @@ def extract(videos, out, extractors, segment_seconds, segments_manifest, weights
         from hl.data_manifests.schema import read_manifest
 
         manifest = read_manifest(segments_manifest)
-    names = [e.strip() for e in extractors.split(",") if e.strip()] if extractors else None
     settings = RunSettings(device=device, precision=precision, batch_size=batch_size)
     progress = ExtractProgress(enabled=not quiet)
     try:
         report = run_extraction(
-            videos, out, names, segment_seconds=segment_seconds, manifest=manifest, weights_dir=weights_dir,
-            scheduler=scheduler, workers=workers, settings=settings, allow_random_weights=random_weights,
-            retry_failed=retry_failed, reporter=progress.reporter(), notice=progress.notice,
+            videos, out, extractors or None, segment_seconds=segment_seconds, manifest=manifest,
+            weights_dir=weights_dir, scheduler=scheduler, workers=workers, settings=settings,
+            allow_random_weights=random_weights, retry_failed=retry_failed, reporter=progress.reporter(),
+            notice=progress.notice,
         )
-    except (ExtractError, ValueError, OSError) as exc:
-        _fail(str(exc))
     finally:
         progress.close()
     click.echo(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
@@ -82,17 +79,13 @@ def extract(videos, out, extractors, segment_seconds, segments_manifest, weights
 
 
 # -- hl weights -----------------------------------------------------------------------------------------
-@main.group()
+@main.group(cls=Group)
 def weights() -> None:
     """Pretrained checkpoints: list, add a file you have, or download."""
 
 
-_weights_dir_option = click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
-                                   envvar="HL_WEIGHTS_DIR", help="The weights directory.")
-
-
 @weights.command("list")
-@_weights_dir_option
+@weights_dir_option
 def weights_list(weights_dir):
     """Known checkpoints and whether they are present."""
     from hl.extract.weights import list_weights
@@ -107,15 +100,12 @@ def weights_list(weights_dir):
 @weights.command("add")
 @click.argument("name")
 @click.argument("file", type=click.Path(path_type=Path))
-@_weights_dir_option
+@weights_dir_option
 def weights_add(name, file, weights_dir):
     """Check FILE against backbone/entry NAME (every parameter name and shape) and put it in place."""
-    from hl.extract.weights import WeightsError, add_weights
+    from hl.extract.weights import add_weights
 
-    try:
-        dest = add_weights(name, file, weights_dir)
-    except WeightsError as exc:
-        _fail(str(exc))
+    dest = add_weights(name, file, weights_dir)
     click.echo(f"added {file} as {name}: {dest}")
 
 
@@ -123,20 +113,17 @@ def weights_add(name, file, weights_dir):
 @click.argument("name")
 @click.option("--url", default=None, help="A mirror address to use instead of the public one.")
 @click.option("--force", is_flag=True, help="Download again even if the file is present.")
-@_weights_dir_option
+@weights_dir_option
 def weights_download(name, url, force, weights_dir):
     """Download checkpoint NAME (resumable, verified)."""
-    from hl.extract.weights import WeightsError, download_weights
+    from hl.extract.weights import download_weights
 
-    try:
-        dest = download_weights(name, weights_dir, url=url, force=force)
-    except WeightsError as exc:
-        _fail(str(exc))
+    dest = download_weights(name, weights_dir, url=url, force=force)
     click.echo(f"{name}: {dest}")
 
 
 # -- hl cache -------------------------------------------------------------------------------------------
-@main.group()
+@main.group(cls=Group)
 def cache() -> None:
     """Inspect a feature cache."""
 
@@ -171,51 +158,89 @@ def cache_info(path):
 
 
 # -- hl import / hl manifest ---------------------------------------------------------------------------------
-@main.group("import")
-def import_() -> None:
-    """Bring released features and labels into a cache."""
-
-
-def _read_splits(path):
+def _read_splits(path: Path | None) -> dict | None:
     if path is None:
         return None
     import json
 
+    from hl.common import HLError
+
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        _fail(f"{path}: cannot read the splits JSON ({exc})")
+        raise HLError(f"{path}: cannot read the splits JSON ({exc})") from None
+
+
+splits_option = click.option("--splits", type=click.Path(exists=True, path_type=Path), default=None,
+                             help='Splits JSON {domain: {"train": [...], "val": [...], "test": [...]}}.')
+
+
+@main.group("import", cls=Group)
+def import_() -> None:
+    """Bring released features and labels into a cache."""
 
 
 @import_.command("umt")
 @click.option("--root", required=True, type=click.Path(exists=True, path_type=Path),
               help="The UMT release folder (video_features/, audio_features/, *_anno.json).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The cache directory.")
-@click.option("--splits", type=click.Path(exists=True, path_type=Path), default=None,
-              help='JSON {domain: {"train": [...], "val": [...], "test": [...]}}; default: the lighthouse split.')
+@splits_option
 def import_umt_cmd(root, out, splits):
-    """Released I3D rgb/flow + PANN features -> CACHE (i3d, i3d_flow, pann) + CACHE/manifest.parquet."""
-    from hl.pipelines.cache_import import import_umt
+    """Released I3D rgb/flow + PANN features -> CACHE (i3d, i3d_flow, pann) + CACHE/manifest.parquet.
+    Default split: lighthouse's."""
+    from hl.pipelines.cache.umt_import import import_umt
 
-    try:
-        n, path = import_umt(root, out, splits=_read_splits(splits))
-    except (ValueError, OSError) as exc:
-        _fail(str(exc))
+    n, path = import_umt(root, out, splits=_read_splits(splits))
     click.echo(f"imported {n} videos into {out}; manifest {path}")
 
 
+def _durations_from(folder: Path) -> dict[str, float]:
+    from hl.common import HLError
+    from hl.extract.decode import VideoSource
+    from hl.pipelines.stages.extract import discover_videos
+
+    out = {}
+    for item in discover_videos(folder):
+        try:
+            out[item.video_id] = VideoSource(item.path).info.duration
+        except HLError:
+            continue
+    return out
+
+
+def _needs_fps(o: dict) -> dict:
+    if o["fps"] is None:
+        from hl.common import HLError
+
+        raise HLError("cosum needs --fps (the frame rate the shot boundaries count in)")
+    return {"fps": o["fps"], "splits": o["splits"]}
+
+
+# kind -> (importer in hl.data_manifests.build, its keyword arguments from the command's options)
+MANIFEST_KINDS: dict[str, tuple[str, Callable[[dict], dict]]] = {
+    "tvsum": ("tvsum-official", lambda o: {"splits": o["splits"], "clip_seconds": o["segment_seconds"]}),
+    "youtube": ("umt", lambda o: {"splits": o["splits"], "datasets": ["youtube"]}),
+    "umt": ("umt", lambda o: {"splits": o["splits"]}),
+    "cosum": ("cosum", _needs_fps),
+    "lighthouse": ("lighthouse", lambda o: {}),
+    "csv": ("user-csv", lambda o: {
+        "segment_seconds": o["segment_seconds"], "domain": o["domain"], "split": o["split"],
+        "durations": _durations_from(o["videos"]) if o["videos"] is not None else None}),
+}
+
+
 @main.command()
-@click.argument("kind", type=click.Choice(["tvsum", "youtube", "cosum", "csv", "umt", "lighthouse"]))
+@click.argument("kind", type=click.Choice(list(MANIFEST_KINDS)))
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="MANIFEST.parquet to write.")
-@click.option("--splits", type=click.Path(exists=True, path_type=Path), default=None, help="Splits JSON.")
+@splits_option
 @click.option("--segment-seconds", type=float, default=2.0, show_default=True, help="tvsum/csv windows.")
 @click.option("--fps", type=float, default=None, help="cosum: the videos' frame rate.")
 @click.option("--videos", type=click.Path(exists=True, path_type=Path), default=None,
               help="csv: folder of the videos, to read durations the CSV does not give.")
 @click.option("--domain", default="user", show_default=True, help="csv: domain of rows without one.")
 @click.option("--split", default="train", show_default=True, help="csv: split of rows without one.")
-def manifest(kind, source, out, splits, segment_seconds, fps, videos, domain, split):
+def manifest(kind, source, out, **options):
     """Labels from the public formats -> one manifest (Parquet).
 
     \b
@@ -223,48 +248,24 @@ def manifest(kind, source, out, splits, segment_seconds, fps, videos, domain, sp
     cosum SOURCE=CoSum folder        csv SOURCE=highlights.csv (video,start,end[,domain,split,duration])
     umt SOURCE=UMT release folder    lighthouse SOURCE=folder of tvsum_{train,val}_release.jsonl
     """
+    from hl.common import HLError
     from hl.data_manifests import build
     from hl.data_manifests.schema import write_manifest
 
-    sp = _read_splits(splits)
+    options["splits"] = _read_splits(options["splits"])
+    importer, kwargs = MANIFEST_KINDS[kind]
     try:
-        if kind == "tvsum":
-            df = build.build_manifest("tvsum-official", source, splits=sp, clip_seconds=segment_seconds)
-        elif kind in ("youtube", "umt"):
-            df = build.build_manifest("umt", source, splits=sp, datasets=["youtube"] if kind == "youtube" else None)
-        elif kind == "cosum":
-            if fps is None:
-                _fail("cosum needs --fps (the frame rate the shot boundaries count in)")
-            df = build.build_manifest("cosum", source, fps=fps, splits=sp)
-        elif kind == "lighthouse":
-            df = build.build_manifest("lighthouse", source)
-        else:
-            durations = _durations_from(videos) if videos is not None else None
-            df = build.build_manifest("user-csv", source, segment_seconds=segment_seconds, durations=durations,
-                                      domain=domain, split=split)
-    except (ValueError, OSError, KeyError) as exc:
-        _fail(str(exc))
+        df = build.build_manifest(importer, source, **kwargs(options))
+    except (ValueError, KeyError) as exc:
+        raise HLError(str(exc).strip("'\"")) from None
     write_manifest(df, out)
     click.echo(f"{out}: {df['video_id'].nunique()} videos, {len(df)} segments, "
                f"{df['domain'].nunique()} domains, {int(df['label'].sum())} positive segments")
 
 
-def _durations_from(folder: Path) -> dict[str, float]:
-    from hl.extract.decode import DecodeError, VideoSource
-    from hl.pipelines.extract_stage import discover_videos
-
-    out = {}
-    for item in discover_videos(folder):
-        try:
-            out[item.video_id] = VideoSource(item.path).info.duration
-        except DecodeError:
-            continue
-    return out
-
-
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion")
+PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 
 
 @main.command("train-head")
@@ -273,21 +274,23 @@ def _csv(value: str | None) -> tuple[str, ...]:
               help="Default: CACHE/manifest.parquet.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The run directory.")
 @click.option("--domain", "domains", multiple=True, help="Train only these domains (repeatable).")
-@click.option("--visual", default="i3d,i3d_flow", show_default=True, help="Visual extractors, concatenated.")
-@click.option("--audio", default="pann", show_default=True, help="Audio extractors ('' for none).")
-@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a"]), default=None,
-              help="Architecture (default co-av).")
-@click.option("--epochs", type=int, default=None, help="Fixed number of epochs (default: the shipped one).")
-@click.option("--seeds", default="0,1,2,3,4", show_default=True)
-@click.option("--joint", is_flag=True, help="One model over all training domains instead of one per domain.")
-@click.option("--val-fraction", type=float, default=0.0, show_default=True,
-              help="Carve this share of training videos out for early stopping (never the test split).")
-@click.option("--no-hpcl", is_flag=True, help="Ablation: no contrastive loss.")
-@click.option("--no-rank", is_flag=True, help="Ablation: no hard-pairs rank loss.")
-@click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None)
-@click.option("--fusion", type=click.Choice(["late", "early"]), default=None)
 @click.option("--head", "head_kind", type=click.Choice(["segment", "pixel"]), default="segment", show_default=True,
               help="segment: the co-occurrence head (HPCL); pixel: the pixel-level distinction decoder (PLD).")
+@click.option("--epochs", type=int, default=None, help="Fixed number of epochs (default: the shipped one).")
+@seeds_option("0,1,2,3,4")
+@click.option("--joint", is_flag=True, help="One model over all training domains instead of one per domain.")
+@click.option("--visual", type=NameList(), default="i3d,i3d_flow", show_default=True,
+              help="segment: visual extractors, concatenated.")
+@click.option("--audio", type=NameList(), default="pann", show_default=True,
+              help="segment: audio extractors ('' for none).")
+@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a"]), default=None,
+              help="segment: architecture (default co-av).")
+@click.option("--val-fraction", type=float, default=0.0, show_default=True,
+              help="segment: carve this share of training videos out for early stopping (never the test split).")
+@click.option("--no-hpcl", is_flag=True, help="segment ablation: no contrastive loss.")
+@click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
+@click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
+@click.option("--fusion", type=click.Choice(["late", "early"]), default=None, help="segment ablation.")
 @click.option("--backbone", type=click.Choice(["c3d", "tased"]), default="c3d", show_default=True,
               help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384).")
 @click.option("--beta", type=float, default=None,
@@ -296,47 +299,49 @@ def _csv(value: str | None) -> tuple[str, ...]:
               help="pixel: normalisation of the saliency map before comparing with beta.")
 @click.option("--ablate", type=click.Choice(["spatial", "temporal"]), default=None,
               help="pixel: w/o spatial (whole highlight frames 1) or w/o temporal (the target frame repeated).")
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
-@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
-def train_head(cache, manifest, out, domains, visual, audio, model, epochs, seeds, joint, val_fraction, no_hpcl,
-               no_rank, global_query, fusion, head_kind, backbone, beta, saliency_norm, ablate, scheduler, workers):
+@cluster_options
+@click.pass_context
+def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
+               val_fraction, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm, ablate,
+               scheduler, workers):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
     cached frozen-encoder maps and saliency maps of `hl extract --extractors tased,c3d_maps`."""
-    from hl.pipelines.train import TrainError, TrainSpec, summary_table, train_heads
-
+    wrong = explicit(ctx, SEGMENT_ONLY if head_kind == "pixel" else PIXEL_ONLY)
+    if wrong:
+        names = ", ".join("--" + n.replace("_", "-") for n in wrong)
+        raise click.UsageError(f"{names}: not an option of --head {head_kind}")
+    manifest = str(manifest) if manifest else None
+    common = {"cache": str(cache), "manifest": manifest, "domains": tuple(domains) or None, "seeds": seeds,
+              "joint": joint}
     if head_kind == "pixel":
-        return _train_pixel(cache, manifest, out, domains, seeds, joint, epochs, backbone, beta, saliency_norm,
-                            ablate, scheduler, workers)
+        from hl.pipelines.stages.train_pixel import PixelTrainSpec, train_pixel
 
-    head: dict = {}
-    arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
-    if arch:
-        head["arch"] = arch
-    if epochs is not None:
-        head["epochs"] = epochs
-    if no_hpcl:
-        head["w_hpcl"] = 0.0
-    if no_rank:
-        head["w_rank"] = 0.0
-    try:
-        seed_list = tuple(int(s) for s in _csv(seeds))
-    except ValueError:
-        _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
-    spec = TrainSpec(cache=str(cache), manifest=str(manifest) if manifest else None, visual=_csv(visual),
-                     audio=_csv(audio), domains=tuple(domains) or None, seeds=seed_list, joint=joint,
-                     val_fraction=val_fraction, head=head)
+        spec = PixelTrainSpec(backbone=backbone, beta=beta, saliency_norm=saliency_norm, ablate=ablate, **common,
+                              **({"epochs": epochs} if epochs else {}))
+        train = train_pixel
+    else:
+        from hl.pipelines.stages.train_segment import TrainSpec, train_heads
+
+        head: dict = {}
+        arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
+        if arch:
+            head["arch"] = arch
+        if epochs is not None:
+            head["epochs"] = epochs
+        if no_hpcl:
+            head["w_hpcl"] = 0.0
+        if no_rank:
+            head["w_rank"] = 0.0
+        spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, head=head, **common)
+        train = train_heads
     bar, progress = _train_progress()
     try:
-        metrics = train_heads(spec, out, scheduler=scheduler, workers=workers, progress=progress)
-    except (ValueError, OSError) as exc:
-        _fail(str(exc))
-    except TrainError as exc:
-        _fail(str(exc))
+        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress)
     finally:
         bar.close()
-    _print_summary(summary_table(metrics), metrics)
+    _print_summary(metrics)
     click.echo(f"run written to {out}")
 
 
@@ -356,35 +361,12 @@ def _train_progress():
     return bar, progress
 
 
-def _train_pixel(cache, manifest, out, domains, seeds, joint, epochs, backbone, beta, saliency_norm, ablate,
-                 scheduler, workers):
-    from hl.pipelines.train import TrainError, summary_table
-    from hl.pipelines.train_pixel import PixelTrainSpec, train_pixel
+def _print_summary(metrics) -> None:
+    from hl.pipelines.stages.evaluate import summary_table
 
-    try:
-        spec = PixelTrainSpec(cache=str(cache), manifest=str(manifest) if manifest else None, backbone=backbone,
-                              beta=beta, saliency_norm=saliency_norm, ablate=ablate,
-                              domains=tuple(domains) or None, seeds=tuple(int(x) for x in _csv(seeds)),
-                              joint=joint, **({"epochs": epochs} if epochs else {}))
-    except ValueError as exc:
-        _fail(str(exc))
-    except TrainError as exc:
-        _fail(str(exc))
-    bar, progress = _train_progress()
-    try:
-        metrics = train_pixel(spec, out, scheduler=scheduler, workers=workers or 0, progress=progress)
-    except (TrainError, ValueError, OSError) as exc:
-        _fail(str(exc))
-    finally:
-        bar.close()
-    _print_summary(summary_table(metrics), metrics)
-    click.echo(f"run written to {out}")
-
-
-def _print_summary(table, metrics) -> None:
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
     click.echo(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
-    for _, r in table.iterrows():
+    for _, r in summary_table(metrics).iterrows():
         click.echo(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})")
 
 
@@ -393,27 +375,17 @@ def _print_summary(table, metrics) -> None:
 @click.option("--tvsum-protocol", type=click.Choice(["umt", "mini-net"]), default="umt", show_default=True)
 def eval_cmd(run_dir, tvsum_protocol):
     """Per-domain table of the run's test metrics, mean +- std over seeds."""
-    import json
+    from hl.pipelines.run import Run
+    from hl.pipelines.stages.evaluate import evaluate_run
 
-    from hl.pipelines.evaluate import evaluate_run
-    from hl.pipelines.train import summary_table
-    from hl.pipelines.train_pixel import evaluate_pixel_run
-
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.exists():
-        _fail(f"{run_dir}: not a run directory (no config.json)")
-    cfg = json.loads(config_path.read_text())
-    pixel = cfg.get("head") == "pixel"
-    try:
-        metrics = (evaluate_pixel_run if pixel else evaluate_run)(run_dir, tvsum_protocol=tvsum_protocol)
-    except (ValueError, OSError) as exc:
-        _fail(str(exc))
-    _print_summary(summary_table(metrics), metrics)
-    if pixel:
-        click.echo(f"pixel-level head on {cfg['maps_extractor']} maps")
+    run = Run.open(run_dir)
+    _print_summary(evaluate_run(run, tvsum_protocol=tvsum_protocol))
+    c = run.config
+    if run.kind == "pixel":
+        click.echo(f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)")
         return
-    click.echo(f"features: visual {'+'.join(cfg['spec']['visual'])}, audio {'+'.join(cfg['spec']['audio']) or '-'};"
-               f" model {cfg['head']['arch']['model']}, {cfg['head']['epochs']} epochs (fixed)")
+    click.echo(f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
+               f" model {c.head['arch']['model']}, {c.head['epochs']} epochs (fixed)")
 
 
 @main.command()
@@ -425,27 +397,20 @@ def eval_cmd(run_dir, tvsum_protocol):
               help="Pixel-level runs: write per video a PNG strip of frames with the map overlaid + the score curve.")
 def predict(run_dir, cache, out, videos, maps_dir):
     """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
-    import json
+    from hl.pipelines.run import Run
+    from hl.pipelines.stages.predict import predict as predict_run
+    from hl.pipelines.stages.predict import write_predictions
 
-    from hl.pipelines.predict import PredictError, predict_scores, write_predictions
-
-    config_path = Path(run_dir) / "config.json"
-    pixel = config_path.exists() and json.loads(config_path.read_text()).get("head") == "pixel"
-    if maps_dir is not None and not pixel:
-        _fail(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
-    try:
-        if pixel:
-            from hl.pipelines.predict_pixel import predict_pixel, write_map_pictures
-
-            preds = predict_pixel(run_dir, cache, list(videos) or None)
-        else:
-            preds = predict_scores(run_dir, cache, list(videos) or None)
-    except (PredictError, ValueError, OSError, KeyError) as exc:
-        _fail(str(exc).strip("'\""))
+    run = Run.open(run_dir)
+    if maps_dir is not None and run.kind != "pixel":
+        raise click.UsageError(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
+    preds = predict_run(run, cache, list(videos) or None)
     js, table = write_predictions(preds, out)
     click.echo(f"scored {len(preds)} videos -> {js} and {table}")
     if maps_dir is not None:
-        pictures = write_map_pictures(preds, run_dir, cache, maps_dir)
+        from hl.pipelines.stages.predict_pixel import write_map_pictures
+
+        pictures = write_map_pictures(preds, run, cache, maps_dir)
         click.echo(f"{len(pictures)} map pictures -> {maps_dir}")
 
 
@@ -460,25 +425,86 @@ def predict(run_dir, cache, out, videos, maps_dir):
 @click.option("--clips", is_flag=True, help="Cut every moment as its own file (packet copy: fast, lossless).")
 @click.option("--reencode", is_flag=True, help="With --clips: cut exactly at the moment (H.264 + AAC).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Feature cache (default OUT/cache).")
-@click.option("--weights-dir", type=click.Path(path_type=Path), default=None, envvar="HL_WEIGHTS_DIR")
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
-@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@weights_dir_option
+@cluster_options
+@quiet_option
 def highlights(video_or_dir, run_dir, top, min_gap, out, clips, reencode, cache, weights_dir, scheduler, workers,
                quiet):
     """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips."""
-    from hl.pipelines.highlights import HighlightsError, highlights_command
 
     def echo(line: str) -> None:
         click.echo(line, err=line.lstrip().startswith("failed:"))
 
+    sys.exit(highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips, cache=cache,
+                                reencode=reencode, weights_dir=weights_dir, scheduler=scheduler, workers=workers,
+                                quiet=quiet, echo=echo))
+
+
+def highlights_command(
+    video_or_dir: str | Path,
+    run: str | Path,
+    top: int = 5,
+    min_gap: float = 4.0,
+    out: str | Path | None = None,
+    clips: bool = False,
+    cache: str | Path | None = None,
+    reencode: bool = False,
+    weights_dir: str | Path | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+    stream=None,
+) -> int:
+    """Everything `hl highlights` does, with progress on `stream` (stderr) and a summary through `echo`.
+    Returns the exit status: 0, or 1 when some videos could not be scored. Raises :class:`hl.common.HLError`
+    (one line) for a bad request."""
+    from tqdm import tqdm
+
+    from hl.pipelines.highlights import find_highlights
+
+    from .progress import ExtractProgress
+
+    stream = stream or sys.stderr
+    out = Path(out) if out is not None else Path("highlights")
+    progress = ExtractProgress(enabled=not quiet, stream=stream)
+    bar: list[tqdm] = []
+
+    def scored(video_id: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        if not bar:
+            progress.close()  # the extraction bar is finished
+            bar.append(tqdm(total=total, unit="video", desc="highlights", file=stream, dynamic_ncols=True))
+        bar[0].update(1)
+
     try:
-        code = highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips,
-                                  cache=cache, reencode=reencode, weights_dir=weights_dir, scheduler=scheduler,
-                                  workers=workers, quiet=quiet, echo=echo)
-    except HighlightsError as exc:
-        _fail(str(exc))
-    sys.exit(code)
+        result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
+                                 clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
+                                 scheduler=scheduler, workers=workers, reporter=progress.reporter(),
+                                 notice=progress.notice, on_video=scored)
+    finally:
+        progress.close()
+        for b in bar:
+            b.close()
+    videos = result.videos
+    if len(videos) <= 10:
+        for vid, vh in videos.items():
+            best = ", ".join(f"#{k + 1} {m.start:.1f}-{m.end:.1f} s ({m.score:.2f})" for k, m in enumerate(vh.moments))
+            echo(f"{vid}: {best or 'no moments'}")
+    ext = result.extraction
+    echo(f"{len(videos)} videos scored ({len(ext.computed)} extracted, {len(ext.skipped)} from the cache), "
+         f"{len(result.failed)} failed -> {result.report}")
+    for vid, error in result.failed.items():
+        echo(f"  failed: {vid}: {error}")
+    for line in result.warnings:
+        echo(f"  warning: {line}")
+    lead = max((m.start - c.start for vh in videos.values() for m, c in zip(vh.moments, vh.clips)
+                if c is not None and c.mode == "copy"), default=0.0)
+    if lead > 2.0:
+        echo(f"  note: copied clips start up to {lead:.1f} s before their moments (they must start on a keyframe); "
+             f"--reencode cuts them exactly")
+    return 1 if result.failed else 0
 
 
 # -- hl demo -------------------------------------------------------------------------------------------------
@@ -486,7 +512,7 @@ def highlights(video_or_dir, run_dir, top, min_gap, out, clips, reencode, cache,
 @click.option("--out", default="hl-demo", show_default=True, type=click.Path(path_type=Path))
 @click.option("--videos", type=int, default=12, show_default=True, help="Generated videos.")
 @click.option("--seconds", type=float, default=20.0, show_default=True, help="Length of each video.")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds to train and report.")
+@seeds_option("0,1,2")
 @click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
 def demo(out, videos, seconds, seeds, epochs, workers):
@@ -498,9 +524,8 @@ def demo(out, videos, seconds, seeds, epochs, workers):
 
     progress = ExtractProgress()
     try:
-        run_demo(out, videos=videos, seconds=seconds, seeds=tuple(int(x) for x in _csv(seeds)), epochs=epochs,
-                 workers=workers, reporter=progress.reporter(),
-                 say=lambda line: click.echo(line, err=False))
+        run_demo(out, videos=videos, seconds=seconds, seeds=seeds, epochs=epochs, workers=workers,
+                 reporter=progress.reporter(), say=lambda line: click.echo(line, err=False))
     finally:
         progress.close()
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hl.common import HLError, one_line
 from hl.extract import segments as seg
-from hl.extract.decode import DecodeError, VideoSource
+from hl.extract.decode import VideoSource
 from hl.extract.extractors import (
     EXTRACTORS,
     FALLBACKS,
@@ -32,17 +33,13 @@ from hl.extract.extractors import (
 )
 from hl.extract.weights import weights_hash
 
-from .cache import FeatureStore, config_hash, fingerprint
-from .cluster import connect, host_threads, threads_per_host
+from ..cache import FeatureOrigin, FeatureStore, config_hash, fingerprint
+from ..cluster import host_threads, run_tasks
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
                     ".ts", ".mts", ".ogv"}
-
-
-class ExtractError(RuntimeError):
-    """A problem with the request itself (not with one video): bad folder, unknown extractor, ..."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,6 @@ class UnitPlan:
     extractor: ExtractorDef
     weights: str | None
     weights_hash: str
-    config: dict
 
 
 @dataclass
@@ -100,7 +96,7 @@ def discover_videos(root: str | Path) -> list[VideoItem]:
     if root.is_file():
         return [VideoItem(root.stem, str(root))]
     if not root.is_dir():
-        raise ExtractError(f"{root}: no such folder")
+        raise HLError(f"{root}: no such folder")
     items = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
@@ -119,12 +115,19 @@ def attach_segments(items: list[VideoItem], manifest) -> list[VideoItem]:
 
 
 def plan_extractors(names: Iterable[str] | None, weights_dir: str | Path | None, settings: RunSettings,
-                    allow_random: bool = False) -> tuple[list[UnitPlan], list[str]]:
+                    allow_random: bool = False, require: dict[str, FeatureOrigin] | None = None
+                    ) -> tuple[list[UnitPlan], list[str]]:
     """Resolve extractor names into plans with their weights. Returns (plans, notices for the user).
 
     With no names: every pretrained extractor whose weights are present, else the weight-free ones.
     A named extractor without weights falls back (tased -> motion_saliency) or is an error, unless
-    `allow_random` (random-init weights: for tests and benchmarks only)."""
+    `allow_random` (random-init weights: for tests and benchmarks only).
+
+    `require` ({extractor: FeatureOrigin}, what a trained run was fed) pins each extractor to the weights file
+    with that sha256 (random weights where the run had them) and checks that `settings` give the same extractor
+    settings; anything else is a one-line HLError: no fallback, nothing made differently."""
+    if require:
+        return [_required_plan(name, origin, weights_dir, settings) for name, origin in require.items()], []
     notices: list[str] = []
     if names is None:
         chosen = [d.name for d in EXTRACTORS.values()
@@ -138,21 +141,52 @@ def plan_extractors(names: Iterable[str] | None, weights_dir: str | Path | None,
         names = chosen
     plans = []
     for name in names:
-        d = get_extractor(name)
+        d = _extractor(name)
         weights = weights_for(d, weights_dir)
         if d.needs_weights and weights is None and not allow_random:
             if name in FALLBACKS:
                 notices.append(f"NO WEIGHTS FOR {name}: using the weight-free {FALLBACKS[name]} instead.")
                 d = get_extractor(FALLBACKS[name])
             else:
-                raise ExtractError(
+                raise HLError(
                     f"no weights for {name!r} in the weights directory: `hl weights download` or "
                     f"`hl weights add` them, or choose weight-free extractors (stats, stats_audio)"
                 )
         elif d.needs_weights and weights is None:
             notices.append(f"RANDOM WEIGHTS FOR {name}: features are meaningless except for speed tests.")
-        plans.append(UnitPlan(d, weights, weights_hash(weights), {}))
+        plans.append(UnitPlan(d, weights, weights_hash(weights)))
     return plans, notices
+
+
+def _extractor(name: str) -> ExtractorDef:
+    try:
+        return get_extractor(name)
+    except (KeyError, ValueError) as exc:
+        raise HLError(str(exc).strip("'\"")) from None
+
+
+def _required_plan(name: str, origin: FeatureOrigin, weights_dir: str | Path | None,
+                   settings: RunSettings) -> UnitPlan:
+    """The plan that makes `name` features of exactly `origin`."""
+    from hl.extract.weights import weights_files
+
+    d = _extractor(name)
+    weights = None
+    if d.needs_weights and origin.weights_hash != "none":
+        present = weights_files(d.backbone, weights_dir)
+        weights = next((str(p) for p in present if weights_hash(p) == origin.weights_hash), None)
+        if weights is None:
+            have = ", ".join(f"{p.name} ({weights_hash(p)[:12]})" for p in present) or "none"
+            raise HLError(f"the run's {name} features come from weights with sha256 {origin.weights_hash[:12]}, "
+                          f"which the weights directory does not hold (it has: {have}); add that file with "
+                          f"`hl weights add`")
+    planned = FeatureOrigin.from_config(name, extractor_config(d, settings, ""), weights_hash(weights))
+    if planned.config_hash != origin.config_hash:
+        differ = sorted(k for k in {*planned.config, *origin.config}
+                        if planned.config.get(k) != origin.config.get(k))
+        raise HLError(f"the run's {name} features were made with other extractor settings than hl makes now "
+                      f"(they differ in {', '.join(differ)}); train the run again on features of this hl")
+    return UnitPlan(d, weights, weights_hash(weights))
 
 
 def _segment_spec(item: VideoItem, segment_seconds: float) -> str:
@@ -164,8 +198,8 @@ def _segment_spec(item: VideoItem, segment_seconds: float) -> str:
 
 # -- the task that runs on a worker ---------------------------------------------------------------------
 def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, settings: RunSettings,
-                  segment_seconds: float, torch_threads: int | dict[str, int] = 1,
-                  retry_failed: bool = False) -> VideoOutcome:
+                  segment_seconds: float, retry_failed: bool = False,
+                  torch_threads: int | dict[str, int] = 1) -> VideoOutcome:
     """Extract every planned unit of one video that the cache lacks; record failures as index rows.
     Never raises for a bad video: the outcome says what happened."""
     t_start = time.perf_counter()
@@ -191,12 +225,12 @@ def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, setti
         emit = _progress_emitter(item.video_id)
         result = extract_video(source, segments, [(p.extractor, p.weights) for p, _ in todo], settings,
                                progress=emit)
-    except DecodeError as exc:
+    except HLError as exc:
         return _fail_all(store, item, [p for p, _ in todo], fp, segment_seconds, str(exc), settings, spec)
     except Exception as exc:  # noqa: BLE001 - one bad video never stops the batch
         log.debug("extraction failed for %s:\n%s", item.path, traceback.format_exc())
-        reason = f"{item.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return _fail_all(store, item, [p for p, _ in todo], fp, segment_seconds, reason, settings, spec)
+        return _fail_all(store, item, [p for p, _ in todo], fp, segment_seconds, f"{item.path}: {one_line(exc)}",
+                         settings, spec)
 
     total = time.perf_counter() - t_start
     for p, chash in todo:
@@ -313,24 +347,24 @@ def run_extraction(
     retry_failed: bool = False,
     reporter: Reporter | None = None,
     notice: Callable[[str], None] | None = None,
+    require: dict[str, FeatureOrigin] | None = None,
 ) -> ExtractReport:
-    """Extract features for every video into the cache at `out`; returns what happened to each video."""
-    from distributed import wait
-
+    """Extract features for every video into the cache at `out`; returns what happened to each video.
+    `require` makes every extractor reproduce a trained run's features exactly (see :func:`plan_extractors`)."""
     t0 = time.perf_counter()
     settings = settings or RunSettings()
     reporter = reporter or Reporter()
     if settings.precision not in ("fp32", "bf16", "fp16"):
-        raise ExtractError(f"unknown precision {settings.precision!r} (fp32, bf16, fp16)")
+        raise HLError(f"unknown precision {settings.precision!r} (fp32, bf16, fp16)")
     if settings.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ExtractError("--device cuda asked for, but torch sees no CUDA device")
+            raise HLError("--device cuda asked for, but torch sees no CUDA device")
     items = discover_videos(videos) if not isinstance(videos, list) else videos
     if manifest is not None:
         items = attach_segments(items, manifest)
-    plans, notices = plan_extractors(extractors, weights_dir, settings, allow_random_weights)
+    plans, notices = plan_extractors(extractors, weights_dir, settings, allow_random_weights, require)
     for line in notices if notice is not None else ():
         notice(line)
     store = FeatureStore(out)
@@ -361,28 +395,21 @@ def run_extraction(
     gpu = settings.device.startswith("cuda")
     cores = os.cpu_count() or 1
     n = workers or (max(1, _cuda_count()) if gpu else max(1, min(len(todo_items), cores // 2 or 1, 4)))
-    with connect(scheduler, n, resources={"GPU": 1} if gpu else None) as client:
-        threads = threads_per_host(client)
-        client.subscribe_topic("hl-progress", lambda event: reporter.video_progress(
-            event[1]["video_id"], event[1]["fraction"]))
-        futures = {
-            client.submit(process_video, item, plans, str(store.root), settings, segment_seconds, threads,
-                          retry_failed, key=f"hl-extract-{i}-{item.video_id}", pure=False,
-                          resources={"GPU": 1} if gpu else None): item
-            for i, item in enumerate(todo_items)
-        }
-        pending = set(futures)
-        while pending:
-            done, pending = wait(list(pending), timeout=None, return_when="FIRST_COMPLETED")
-            for fut in done:
-                item = futures[fut]
-                try:
-                    outcome = fut.result()
-                except Exception as exc:  # a worker died mid-task, etc.
-                    outcome = VideoOutcome(item.video_id, item.path, "failed",
-                                           error=f"{item.path}: worker error: {type(exc).__name__}: {exc}")
-                outcomes.append(outcome)
-                reporter.video_done(outcome, len(outcomes), len(items))
+
+    def worker_error(job: tuple, exc: BaseException) -> VideoOutcome:  # a worker died mid-task, etc.
+        item = job[0]
+        return VideoOutcome(item.video_id, item.path, "failed", error=f"{item.path}: worker error: {one_line(exc)}")
+
+    def finished(outcome: VideoOutcome, done: int, total: int) -> None:
+        outcomes.append(outcome)
+        reporter.video_done(outcome, len(outcomes), len(items))
+
+    run_tasks(process_video, [(item, plans, str(store.root), settings, segment_seconds, retry_failed)
+                              for item in todo_items],
+              scheduler, n, "hl-extract", finished, resources={"GPU": 1} if gpu else None,
+              topics={"hl-progress": lambda event: reporter.video_progress(event[1]["video_id"],
+                                                                           event[1]["fraction"])},
+              on_error=worker_error)
     order = {i.video_id: k for k, i in enumerate(items)}
     outcomes.sort(key=lambda o: order[o.video_id])
     return ExtractReport(outcomes, notices, time.perf_counter() - t0)

@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from hl.common import atomic_path, write_text
+
 THUMB_SHORT_SIDE = 180
 CURVE_POINTS = 1500  # a longer score curve is max-pooled to this many points
 
@@ -69,21 +71,28 @@ def save_jpeg(image: np.ndarray, path: str | Path, quality: int = 82) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(image)).save(path, format="JPEG", quality=quality)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="JPEG", quality=quality)
     return path
 
 
-def overlay_map(frame: np.ndarray, saliency: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+def overlay_map(frame: np.ndarray, saliency: np.ndarray, alpha: float = 0.55,
+                view: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)) -> np.ndarray:
     """The frame [H, W, 3] with a pixel-level map (any size, uint8 or float) drawn over it as a heat map; the
-    map is scaled to its own [min, max] so that its shape shows whatever its range."""
+    map is scaled to its own [min, max] so that its shape shows whatever its range. `view` = (top, bottom, left,
+    right), as fractions of the frame, is the region the map covers (a decoder that sees a centre crop)."""
     from matplotlib import colormaps
     from PIL import Image
 
     m = np.asarray(saliency, dtype=np.float32)
     m = (m - m.min()) / (m.max() - m.min()) if m.max() > m.min() else np.zeros_like(m)
     h, w = frame.shape[:2]
-    m = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR), np.float32) / 255
+    top, bottom, left, right = view
+    y0, y1, x0, x1 = round(top * h), round(bottom * h), round(left * w), round(right * w)
+    region = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((max(1, x1 - x0), max(1, y1 - y0)),
+                                                                           Image.BILINEAR), np.float32) / 255
+    m = np.zeros((h, w), np.float32)
+    m[y0:y1, x0:x1] = region[: y1 - y0, : x1 - x0]
     heat = colormaps["inferno"](m)[..., :3] * 255.0
     weight = alpha * m[..., None] ** 0.5  # cold areas stay visible
     return np.clip(frame * (1 - weight) + heat * weight, 0, 255).astype(np.uint8)
@@ -235,9 +244,4 @@ def write_report(videos: list[VideoEntry], out_dir: str | Path, title: str = "Hi
                  details: dict | None = None, failed: dict[str, str] | None = None,
                  name: str = "report.html") -> Path:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / name
-    tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-    tmp.write_text(render_report(videos, out_dir, title, details, failed), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(out_dir / name, render_report(videos, out_dir, title, details, failed))

@@ -1,11 +1,11 @@
 """Score cached videos with a trained PLD run, and draw its distinction maps.
 
     preds = predict_pixel("RUN", "CACHE")     # {video_id: {"scores", "segments", "maps", "times", "heads"}}
-    write_predictions(preds, "PRED.json")     # hl.pipelines.predict: JSON scores + Parquet table
+    write_predictions(preds, "PRED.json")     # hl.pipelines.stages.predict: JSON scores + Parquet table
     write_map_pictures(preds, "RUN", "CACHE", "MAPS/")   # one PNG per video
 
 Which decoders score a video: those of its domain when the run has them, else the joint model, else every
-decoder of the run (:func:`hl.pipelines.predict.heads_for`); their maps are averaged. A frame's score is its
+decoder of the run (:meth:`hl.pipelines.run.Run.heads_for`); their maps are averaged. A frame's score is its
 map's mean, a segment's score the mean of its frames' scores (:func:`hl.heads.pixel_labels.segment_scores`);
 segments are the cache's (the windows extraction used).
 """
@@ -16,55 +16,69 @@ from pathlib import Path
 
 import numpy as np
 
+from hl.common import HLError, atomic_path
 from hl.heads.pixel_decoder import PixelDistinction, load_pixel_head, predict_probability
 from hl.heads.pixel_labels import segment_scores
 
-from .cache import FeatureStore, video_key
-from .predict import PredictError, Run, heads_for, open_run, video_domains
+from ..cache import FeatureStore, video_key
+from ..run import Run
 
 log = logging.getLogger(__name__)
 
-_LOADED: dict[Path, PixelDistinction] = {}
+_LOADED: dict[tuple[Path, int], PixelDistinction] = {}
 
 
 def _decoder(path: Path) -> PixelDistinction:
-    if path not in _LOADED:
-        _LOADED[path] = load_pixel_head(path)[0]
-    return _LOADED[path]
+    key = (path, path.stat().st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = load_pixel_head(path)[0]
+    return _LOADED[key]
 
 
 def open_pixel_run(run: Run | str | Path) -> Run:
-    run = run if isinstance(run, Run) else open_run(run)
-    if run.config.get("head") != "pixel":
-        raise PredictError(f"{run.path}: not a pixel-level (PLD) run; use hl.pipelines.predict.predict_scores")
+    run = run if isinstance(run, Run) else Run.open(run)
+    if run.kind != "pixel":
+        raise HLError(f"{run.path}: not a pixel-level (PLD) run (hl train-head --head pixel)")
     return run
+
+
+def score_video(model: PixelDistinction, store: FeatureStore, video_id: str, maps_name: str,
+                segments: np.ndarray, device: str = "cpu", batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(segment scores [S], distinction maps [N, H, W] float32) of one cached video under one decoder."""
+    maps = store.features(video_id, maps_name)
+    prob = predict_probability(model, maps, batch_size=batch_size, device=device)
+    times = store.array(video_id, maps_name, "times")
+    return segment_scores(prob.mean(axis=(1, 2)), times, segments), prob
 
 
 def predict_pixel(run: Run | str | Path, cache: str | Path, video_ids: list[str] | None = None,
                   device: str = "cpu", batch_size: int = 32) -> dict[str, dict]:
     """{video_id: {"scores": [S] float32, "segments": [S, 2] seconds, "maps": [N, H, W] uint8 (255 * d_t),
-    "times": [N] seconds of the target frames, "heads": which decoders scored it}}."""
+    "times": [N] seconds of the target frames, "heads": which decoders scored it, "view": (top, bottom, left,
+    right) the part of the frame the maps cover, as fractions}}."""
     run = open_pixel_run(run)
     store = FeatureStore(cache)
-    maps_name = run.config["maps_extractor"]
+    maps_name = run.config.visual[0]
     ids = video_ids if video_ids is not None else store.videos(maps_name)
     if not ids:
-        raise PredictError(f"{cache}: no cached {maps_name} maps to score")
-    domains = video_domains(run, store)
+        raise HLError(f"{cache}: no cached {maps_name} maps to score")
+    domains = run.video_domains(store)
     out = {}
     for vid in ids:
-        if not store.feature_path(vid, maps_name).exists():
-            raise PredictError(f"{cache}: video {vid!r} lacks cached {maps_name} maps")
+        if not store.has(vid, maps_name):
+            raise HLError(f"{cache}: video {vid!r} lacks cached {maps_name} maps")
+        run.check_features(store, vid)
         maps = store.features(vid, maps_name)
         times = store.array(vid, maps_name, "times")
         segments = store.segments(vid, maps_name)
-        which, heads = heads_for(run, domains.get(vid))
+        which, heads = run.heads_for(domains.get(vid))
         prob = np.mean([predict_probability(_decoder(h), maps, batch_size, device) for h in heads], axis=0)
         out[vid] = {
             "scores": segment_scores(prob.mean(axis=(1, 2)), times, segments) if len(prob) else
             np.zeros(len(segments), np.float32),
             "segments": segments, "maps": np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8),
             "times": np.asarray(times, dtype=np.float64), "heads": which,
+            "view": tuple(run.config.head["decoder"]["view"]),
         }
     return out
 
@@ -77,13 +91,13 @@ def write_map_pictures(preds: dict[str, dict], run: Run | str | Path, cache: str
     be read the maps are drawn alone."""
     from matplotlib.figure import Figure
 
-    from hl.extract.decode import DecodeError, VideoSource
+    from hl.extract.decode import VideoSource
     from hl.extract.segments import time_to_frame
 
     run = open_pixel_run(run)
     store = FeatureStore(cache)
-    maps_name = run.config["maps_extractor"]
-    top, bottom, left, right = run.config["decoder"]["view"]
+    maps_name = run.config.visual[0]
+    top, bottom, left, right = run.config.head["decoder"]["view"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -97,7 +111,7 @@ def write_map_pictures(preds: dict[str, dict], run: Run | str | Path, cache: str
             source = VideoSource(store.attrs(vid, maps_name)["source_path"])
             idx = time_to_frame(times[pick], source.info.fps, source.info.num_frames)
             images = source.frames(idx)
-        except (DecodeError, KeyError, OSError) as exc:
+        except (HLError, KeyError, OSError) as exc:
             log.warning("%s: drawing maps without frames (%s)", vid, exc)
         fig = Figure(figsize=(2.2 * len(pick), 4.6), dpi=100)
         grid = fig.add_gridspec(2, len(pick), height_ratios=[1.0, 0.9])
@@ -131,6 +145,7 @@ def write_map_pictures(preds: dict[str, dict], run: Run | str | Path, cache: str
         ax.legend(loc="upper right", fontsize=7)
         fig.suptitle(f"{vid}  ({p['heads']})", fontsize=9)
         path = out_dir / f"{video_key(vid)}.png"
-        fig.savefig(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
         written.append(path)
     return written

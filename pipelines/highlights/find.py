@@ -3,11 +3,12 @@
     result = find_highlights("new_videos/", "runs/tvsum", "out/", top=5, min_gap=4.0, clips=True)
     result.report      # out/report.html
 
-1. Features of the run's extractors (``Run.visual + Run.audio``) are extracted into a cache (``OUT/cache`` unless
-   another is given) with the same segment length the run was trained on; a video already in the cache (same
-   content, config and weights) is not decoded again. Weights come from the weights directory; a run trained on
-   weight-free features (stats, stats_audio) needs none.
-2. The run scores every segment (pixel-level runs, ``"head": "pixel"`` in their config, also give maps).
+1. The features the run reads (``run.config.inputs``) are extracted into a cache (``OUT/cache`` unless another is
+   given) exactly as the run's training features were made: the same extractor settings, the weights file with
+   the same sha256 (found in the weights directory), the same segment length (:mod:`hl.pipelines.run`). A video
+   already in the cache with those features is not decoded again. A run trained on features hl cannot make (a
+   release's) or whose weights are absent is refused with one line.
+2. The run scores every segment (pixel-level runs also give maps).
 3. :func:`hl.pipelines.moments.find_moments` turns scores into moments; thumbnails (and map overlays) are read
    by frame index, clips are cut by packet copy (or re-encoded), so an hour-long video is never held in memory.
 4. ``OUT/highlights.json``, ``OUT/highlights.csv``, ``OUT/report.html`` (+ ``OUT/assets/``), ``OUT/clips/``.
@@ -15,9 +16,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,20 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import FeatureStore, video_key
+from hl.common import HLError, atomic_path, one_line, write_text
+from hl.extract.extractors import RunSettings
+
+from ..cache import FeatureOrigin, FeatureStore, video_key
+from ..run import Run
+from ..stages.extract import ExtractReport, Reporter, discover_videos, run_extraction
+from ..stages.predict import predict
 from .clips import Clip, clip_suffix, cut_clip
-from .extract_stage import ExtractError, ExtractReport, Reporter, discover_videos, run_extraction
 from .moments import Moment, find_moments
-from .predict import PredictError, open_run, predict_scores
 from .report import Card, VideoEntry, grab_frames, overlay_map, save_jpeg, write_report
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SEGMENT_SECONDS = 2.0
-
-
-class HighlightsError(RuntimeError):
-    """A problem with the request (no run, no videos, missing weights, ...): one line for the user."""
 
 
 @dataclass
@@ -69,69 +68,41 @@ class HighlightsResult:
 
 
 # -- the run ---------------------------------------------------------------------------------------------
-def _read_run(run: str | Path) -> tuple[Path, dict]:
-    path = Path(run)
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        raise HighlightsError(f"{path}: not a run directory (no config.json); train one with `hl train-head`")
-    try:
-        return path, json.loads(cfg.read_text())
-    except json.JSONDecodeError as exc:
-        raise HighlightsError(f"{cfg}: unreadable ({exc.msg})") from None
+def run_features(run: Run) -> dict[str, FeatureOrigin]:
+    """{extractor: the origin its features must have} for every input of `run`; a one-line HLError when the run
+    was trained on features hl cannot compute for new videos."""
+    out = {}
+    for name in run.config.inputs:
+        origins = run.config.features.get(name)
+        if not origins:
+            raise HLError(f"{run.path}: the run records no origin for its {name} features; train it again")
+        if not origins[0].made_by_hl:
+            raise HLError(f"{run.path}: trained on {origins[0].describe()}; hl cannot compute those for new "
+                          f"videos: train a run on features `hl extract` makes to find highlights")
+        out[name] = origins[0]
+    return out
 
 
-def is_pixel_run(config: dict) -> bool:
-    return config.get("head") == "pixel"
+def run_settings(features: dict[str, FeatureOrigin], base: RunSettings | None = None) -> RunSettings:
+    """Extraction settings that reproduce the run's features: the precision its pretrained extractors ran in
+    and its decoding size; device, batch size and the rest from `base`."""
+    from hl.extract.extractors import get_extractor
 
-
-def run_extractors(config: dict) -> list[str]:
-    """The extractors whose features a run scores from: its visual then audio features (and any extra
-    ``extractors`` its config lists), without repeats."""
-    spec = config.get("spec", {})
-    names = [*spec.get("visual", ()), *spec.get("audio", ()), *config.get("extractors", ())]
-    names = list(dict.fromkeys(n for n in names if n))
-    if not names:
-        raise HighlightsError("the run's config.json names no features (spec.visual / spec.audio)")
-    return names
-
-
-def run_segment_seconds(config: dict) -> float | None:
-    """Length of the fixed windows the run was trained on, read from its training cache (None if unknown)."""
-    spec = config.get("spec", {})
-    if not spec.get("cache") or not spec.get("visual"):
-        return None
-    store = FeatureStore(spec["cache"])
-    name = spec["visual"][0]
-    try:
-        vid = next(iter(store.videos(name)), None)
-        if vid is None:
-            return None
-        attrs = store.attrs(vid, name)
-        seg_spec = json.loads(attrs.get("config", "{}")).get("segments", "")
-        if isinstance(seg_spec, str) and seg_spec.startswith("fixed:"):
-            return float(seg_spec.split(":", 1)[1])
-        lengths = np.diff(store.segments(vid, name), axis=1).ravel()
-        return float(np.round(np.median(lengths), 3)) if len(lengths) else None
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _predict(run_path: Path, config: dict, cache: Path, ids: list[str]) -> dict[str, dict]:
-    if is_pixel_run(config):
-        from .train_pixel import predict_pixel  # the pixel-level head's module
-
-        return predict_pixel(run_path, cache, ids)
-    return predict_scores(open_run(run_path), cache, ids)
+    base = base or RunSettings()
+    pretrained = [o.config for o in features.values() if get_extractor(o.extractor).needs_weights]
+    precision = pretrained[0]["precision"] if pretrained else base.precision
+    short_side = int(next(iter(features.values())).config.get("short_side", base.short_side))
+    return dataclasses.replace(base, precision=precision, short_side=short_side)
 
 
 # -- the work --------------------------------------------------------------------------------------------
 def _check(top: int, min_gap: float, clip_mode: str) -> None:
     if int(top) != top or top < 1:
-        raise HighlightsError(f"--top must be a whole number >= 1, got {top}")
+        raise HLError(f"--top must be a whole number >= 1, got {top}")
     if not min_gap >= 0:
-        raise HighlightsError(f"--min-gap must be >= 0 seconds, got {min_gap}")
+        raise HLError(f"--min-gap must be >= 0 seconds, got {min_gap}")
     if clip_mode not in ("copy", "reencode"):
-        raise HighlightsError(f"unknown clip mode {clip_mode!r} (copy, reencode)")
+        raise HLError(f"unknown clip mode {clip_mode!r} (copy, reencode)")
 
 
 def find_highlights(
@@ -148,42 +119,36 @@ def find_highlights(
     clips: bool = False,
     clip_mode: str = "copy",
     weights_dir: str | Path | None = None,
-    segment_seconds: float | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    settings=None,
+    settings: RunSettings | None = None,
     reporter: Reporter | None = None,
     notice: Callable[[str], None] | None = None,
     on_video: Callable[[str, int, int], None] | None = None,
 ) -> HighlightsResult:
     """Find the best moments of every video in `videos` (a file or a folder, searched recursively) with the
-    trained `run`, and write them to `out`. Raises :class:`HighlightsError` for a bad request; a video that
-    cannot be decoded is reported in ``result.failed`` and does not stop the others."""
+    trained `run`, and write them to `out`. Raises :class:`HLError` for a bad request; a video that cannot be
+    decoded is reported in ``result.failed`` and does not stop the others. `settings` give the device and batch
+    size; the precision and decoding size are the run's."""
     _check(top, min_gap, clip_mode)
     out = Path(out)
     cache = Path(cache) if cache is not None else out / "cache"
-    run_path, config = _read_run(run)
-    names = run_extractors(config)
+    run = run if isinstance(run, Run) else Run.open(run)
+    features = run_features(run)
+    names = list(features)
     say = notice or (lambda line: log.warning("%s", line))
-    if segment_seconds is None:
-        segment_seconds = run_segment_seconds(config)
-        if segment_seconds is None:
-            segment_seconds = DEFAULT_SEGMENT_SECONDS
-            say(f"could not read the run's segment length from its training cache; using {segment_seconds:g} s")
-    try:
-        items = discover_videos(videos)
-    except ExtractError as exc:
-        raise HighlightsError(str(exc)) from None
+    segment_seconds = run.segment_seconds
+    if run.config.segments["rule"] != "fixed":
+        say(f"the run was trained on the manifest's own windows; new videos get fixed {segment_seconds:g}-s windows "
+            "(their median length)")
+    items = discover_videos(videos)
     if not items:
-        raise HighlightsError(f"{videos}: no video files found")
+        raise HLError(f"{videos}: no video files found")
 
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        extraction = run_extraction(items, cache, names, segment_seconds=segment_seconds, weights_dir=weights_dir,
-                                    scheduler=scheduler, workers=workers, settings=settings, reporter=reporter,
-                                    notice=say)
-    except (ExtractError, ValueError) as exc:
-        raise HighlightsError(str(exc)) from None
+    extraction = run_extraction(items, cache, names, segment_seconds=segment_seconds, weights_dir=weights_dir,
+                                scheduler=scheduler, workers=workers, settings=run_settings(features, settings),
+                                reporter=reporter, notice=say, require=features)
 
     store = FeatureStore(cache)
     failed: dict[str, str] = {}
@@ -197,10 +162,7 @@ def find_highlights(
         else:
             ok.append(item.video_id)
     paths = {i.video_id: i.path for i in items}
-    try:
-        preds = _predict(run_path, config, cache, ok) if ok else {}
-    except PredictError as exc:
-        raise HighlightsError(str(exc)) from None
+    preds = predict(run, cache, ok) if ok else {}
 
     results: dict[str, VideoHighlights] = {}
     warnings: list[str] = []
@@ -213,7 +175,7 @@ def find_highlights(
                                max_length=max_length, min_score=min_score)
         vh = VideoHighlights(vid, paths[vid], duration, scores, segments, str(p.get("heads", "")), moments)
         _forget_old_files(out, vid)
-        _pictures(vh, out, p.get("maps"), p.get("times"), warnings)
+        _pictures(vh, out, p.get("maps"), p.get("times"), p.get("view"), warnings)
         if clips:
             _clips(vh, out, clip_mode, warnings)
         results[vid] = vh
@@ -221,10 +183,10 @@ def find_highlights(
             on_video(vid, done, len(ok))
 
     json_path, csv_path = write_tables(results, out)
-    details = {"run": str(run_path), "top": top, "min gap": f"{min_gap:g} s", "segments": f"{segment_seconds:g} s",
+    details = {"run": str(run.path), "top": top, "min gap": f"{min_gap:g} s", "segments": f"{segment_seconds:g} s",
                "features": "+".join(names)}
     entries = [_entry(vh) for vh in results.values()]
-    report = write_report(entries, out, title=f"Highlights — {run_path.name}", details=details, failed=failed)
+    report = write_report(entries, out, title=f"Highlights — {run.name}", details=details, failed=failed)
     return HighlightsResult(out, cache, json_path, csv_path, report, results, failed, warnings, extraction)
 
 
@@ -239,8 +201,10 @@ def _forget_old_files(out: Path, video_id: str) -> None:
                     f.unlink()
 
 
-def _pictures(vh: VideoHighlights, out: Path, maps, times, warnings: list[str]) -> None:
-    """Thumbnails at each moment's peak (and, for pixel-level runs, the map nearest the peak over its frame)."""
+def _pictures(vh: VideoHighlights, out: Path, maps, times, view, warnings: list[str]) -> None:
+    """Thumbnails at each moment's peak (and, for pixel-level runs, the map nearest the peak over the part of its
+    frame the decoder sees, `view`)."""
+    view = tuple(view) if view is not None else (0.0, 1.0, 0.0, 1.0)
     n = len(vh.moments)
     vh.thumbnails, vh.maps = [None] * n, [None] * n
     if not n:
@@ -255,7 +219,7 @@ def _pictures(vh: VideoHighlights, out: Path, maps, times, warnings: list[str]) 
         wanted = peaks if pick is None else np.concatenate([peaks, times[pick]])
         frames = grab_frames(vh.path, wanted)
     except Exception as exc:  # noqa: BLE001 - a report without pictures beats no report
-        warnings.append(f"{vh.path}: no thumbnails ({type(exc).__name__}: {exc})")
+        warnings.append(f"{vh.path}: no thumbnails ({one_line(exc)})")
         return
     for k in range(n):
         rel = f"assets/{key}-{k + 1:02d}.jpg"
@@ -263,7 +227,7 @@ def _pictures(vh: VideoHighlights, out: Path, maps, times, warnings: list[str]) 
         vh.thumbnails[k] = rel
         if pick is not None:
             rel_map = f"assets/{key}-{k + 1:02d}-map.jpg"
-            save_jpeg(overlay_map(frames[n + k], np.asarray(maps[pick[k]])), out / rel_map)
+            save_jpeg(overlay_map(frames[n + k], np.asarray(maps[pick[k]]), view=view), out / rel_map)
             vh.maps[k] = rel_map
 
 
@@ -275,12 +239,8 @@ def _clips(vh: VideoHighlights, out: Path, mode: str, warnings: list[str]) -> No
         try:
             vh.clips.append(cut_clip(vh.path, m.start, m.end, out / "clips" / f"{key}-{k + 1:02d}{suffix}", mode))
         except Exception as exc:  # noqa: BLE001 - one clip never stops the batch
-            warnings.append(f"{vh.path}: clip {k + 1} not cut ({type(exc).__name__}: {exc})")
+            warnings.append(f"{vh.path}: clip {k + 1} not cut ({one_line(exc)})")
             vh.clips.append(None)
-
-
-def _rel(path: Path, out: Path) -> str:
-    return os.path.relpath(path, out).replace(os.sep, "/")
 
 
 def _entry(vh: VideoHighlights) -> VideoEntry:
@@ -324,12 +284,9 @@ def write_tables(results: dict[str, VideoHighlights], out: str | Path) -> tuple[
     """OUT/highlights.json (see :func:`moment_records`) and OUT/highlights.csv (one row per moment)."""
     out = Path(out)
     records = moment_records(results)
-    json_path = out / "highlights.json"
-    tmp = json_path.with_name(f".highlights.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, json_path)
+    json_path = write_text(out / "highlights.json", json.dumps(records, indent=1, ensure_ascii=False))
     csv_path = out / "highlights.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for vid, rows in records.items():
@@ -342,71 +299,3 @@ def write_tables(results: dict[str, VideoHighlights], out: str | Path) -> tuple[
                             "clip_start": clip.get("start", ""), "clip_end": clip.get("end", ""),
                             "clip_mode": clip.get("mode", "")})
     return json_path, csv_path
-
-
-# -- the command -----------------------------------------------------------------------------------------
-def highlights_command(
-    video_or_dir: str | Path,
-    run: str | Path,
-    top: int = 5,
-    min_gap: float = 4.0,
-    out: str | Path | None = None,
-    clips: bool = False,
-    cache: str | Path | None = None,
-    reencode: bool = False,
-    weights_dir: str | Path | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    quiet: bool = False,
-    echo: Callable[[str], None] = print,
-    stream=None,
-) -> int:
-    """Everything `hl highlights` does, with progress on `stream` (stderr) and a summary through `echo`.
-    Returns the exit status: 0, or 1 when some videos could not be scored. Raises :class:`HighlightsError`
-    (one line) for a bad request."""
-    import sys
-
-    from tqdm import tqdm
-
-    from .progress import ExtractProgress
-
-    stream = stream or sys.stderr
-    out = Path(out) if out is not None else Path("highlights")
-    progress = ExtractProgress(enabled=not quiet, stream=stream)
-    bar: list[tqdm] = []
-
-    def scored(video_id: str, done: int, total: int) -> None:
-        if quiet:
-            return
-        if not bar:
-            progress.close()  # the extraction bar is finished
-            bar.append(tqdm(total=total, unit="video", desc="highlights", file=stream, dynamic_ncols=True))
-        bar[0].update(1)
-
-    try:
-        result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
-                                 clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
-                                 scheduler=scheduler, workers=workers, reporter=progress.reporter(),
-                                 notice=progress.notice, on_video=scored)
-    finally:
-        progress.close()
-        for b in bar:
-            b.close()
-    videos = result.videos
-    if len(videos) <= 10:
-        for vid, vh in videos.items():
-            best = ", ".join(f"#{k + 1} {m.start:.1f}-{m.end:.1f} s ({m.score:.2f})" for k, m in enumerate(vh.moments))
-            echo(f"{vid}: {best or 'no moments'}")
-    ext = result.extraction
-    echo(f"{len(videos)} videos scored ({len(ext.computed)} extracted, {len(ext.skipped)} from the cache), "
-         f"{len(result.failed)} failed -> {result.report}")
-    for vid, error in result.failed.items():
-        echo(f"  failed: {vid}: {error}")
-    for line in result.warnings:
-        echo(f"  warning: {line}")
-    lead = max((m.start - c.start for vh in videos.values() for m, c in zip(vh.moments, vh.clips)
-                if c is not None and c.mode == "copy"), default=0.0)
-    if lead > 2.0:
-        echo(f"  note: copied clips start up to {lead:.1f} s before their moments (they must start on a keyframe); "
-             f"--reencode cuts them exactly")
-    return 1 if result.failed else 0

@@ -23,10 +23,8 @@ import hashlib
 import json
 import os
 import re
-import socket
-import time
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from hl.common import HLError, atomic_path, clean_stale_temps, is_temp
 
 FORMAT_VERSION = 1
 
@@ -59,8 +59,6 @@ INDEX_SCHEMA = pa.schema(
         ("created", pa.string()),
     ]
 )
-
-_TMP_MARK = ".tmp-"
 
 
 def video_key(video_id: str) -> str:
@@ -87,9 +85,41 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _tmp_name(path: Path) -> Path:
-    owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    return path.with_name(f".{path.name}{_TMP_MARK}{owner}")
+@dataclass(frozen=True)
+class FeatureOrigin:
+    """What made one unit's features, apart from the segment windows: the extractor's settings (its config
+    without ``segments``), their hash, and the weights' hash. Two units with equal origins hold features of
+    the same model, computed the same way; a trained run records the origins of its training features."""
+
+    extractor: str
+    config: dict
+    config_hash: str
+    weights_hash: str
+
+    @property
+    def made_by_hl(self) -> bool:
+        """False for features imported from a release (hl cannot compute them for new videos)."""
+        return "backbone" in self.config
+
+    def describe(self) -> str:
+        if not self.made_by_hl:
+            return f"{self.extractor} features imported from {self.config.get('source', 'elsewhere')}"
+        weights = "random weights" if self.weights_hash == "none" else f"weights sha256 {self.weights_hash[:12]}"
+        return (f"{self.extractor} ({weights}, {self.config.get('precision', '?')}, "
+                f"settings {self.config_hash})")
+
+    def to_dict(self) -> dict:
+        return {"extractor": self.extractor, "config": self.config, "config_hash": self.config_hash,
+                "weights_hash": self.weights_hash}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureOrigin:
+        return cls(str(d["extractor"]), dict(d["config"]), str(d["config_hash"]), str(d["weights_hash"]))
+
+    @classmethod
+    def from_config(cls, extractor: str, config: dict, weights_hash: str) -> FeatureOrigin:
+        settings = {k: v for k, v in config.items() if k != "segments"}
+        return cls(extractor, settings, config_hash(settings), weights_hash)
 
 
 def _now() -> str:
@@ -130,29 +160,22 @@ class FeatureStore:
         """Write one (video, extractor) HDF5 file atomically. Arrays named in `map_datasets` are stored
         uint8, chunked one frame per chunk and gzip-compressed; others as given (float32 for features)."""
         path = self.feature_path(video_id, extractor)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(path)
-        try:
-            with h5py.File(tmp, "w") as f:
-                for name, arr in arrays.items():
-                    arr = np.asarray(arr)
-                    if name in map_datasets and arr.ndim == 3:
-                        f.create_dataset(
-                            name, data=arr.astype(np.uint8), chunks=(1, *arr.shape[1:]),
-                            compression="gzip", compression_opts=4, shuffle=True,
-                        )
-                    else:
-                        f.create_dataset(name, data=arr)
-                f.attrs["hl_format"] = FORMAT_VERSION
-                f.attrs["video_id"] = video_id
-                f.attrs["extractor"] = extractor
-                f.attrs["created"] = _now()
-                for k, v in attrs.items():
-                    f.attrs[k] = v if not isinstance(v, dict | list) else json.dumps(v)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            for name, arr in arrays.items():
+                arr = np.asarray(arr)
+                if name in map_datasets and arr.ndim == 3:
+                    f.create_dataset(
+                        name, data=arr.astype(np.uint8), chunks=(1, *arr.shape[1:]),
+                        compression="gzip", compression_opts=4, shuffle=True,
+                    )
+                else:
+                    f.create_dataset(name, data=arr)
+            f.attrs["hl_format"] = FORMAT_VERSION
+            f.attrs["video_id"] = video_id
+            f.attrs["extractor"] = extractor
+            f.attrs["created"] = _now()
+            for k, v in attrs.items():
+                f.attrs[k] = v if not isinstance(v, dict | list) else json.dumps(v)
         return path
 
     def write_index_row(self, row: dict[str, Any]) -> Path:
@@ -160,38 +183,19 @@ class FeatureStore:
         full = {name: row.get(name) for name in INDEX_SCHEMA.names}
         full["created"] = full["created"] or _now()
         path = self.index_path(full["video_id"], full["extractor"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(path)
-        try:
+        with atomic_path(path) as tmp:
             pq.write_table(pa.Table.from_pylist([full], schema=INDEX_SCHEMA), tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return path
 
     def clean_stale(self, older_than_s: float = 3600.0) -> int:
-        """Remove temporary files left by killed writers: those of dead processes on this host, and any older
-        than `older_than_s`. Returns how many were removed."""
-        removed, host, now = 0, socket.gethostname(), time.time()
-        for sub in ("features", "index"):
-            base = self.root / sub
-            if not base.exists():
-                continue
-            for p in base.rglob(f"*{_TMP_MARK}*"):
-                parts = p.name.split(_TMP_MARK, 1)[1].rsplit("-", 2)  # host, pid, random
-                owner_host, pid = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
-                dead = owner_host == host and pid.isdigit() and not _pid_alive(int(pid))
-                if dead or now - p.stat().st_mtime > older_than_s:
-                    p.unlink(missing_ok=True)
-                    removed += 1
-        return removed
+        """Remove temporary files left by killed writers (see :func:`hl.common.clean_stale_temps`)."""
+        return sum(clean_stale_temps(self.root / sub, older_than_s) for sub in ("features", "index"))
 
     # -- reading -----------------------------------------------------------------------------------------
     def index(self, extractor: str | None = None) -> pd.DataFrame:
         """All index rows (or one extractor's) as a DataFrame with INDEX_SCHEMA's columns."""
         base = self.root / "index" / (extractor or "")
-        files = sorted(p for p in base.rglob("*.parquet") if _TMP_MARK not in p.name) if base.exists() else []
+        files = sorted(p for p in base.rglob("*.parquet") if not is_temp(p)) if base.exists() else []
         if not files:
             return INDEX_SCHEMA.empty_table().to_pandas()
         table = pa.concat_tables([pq.read_table(p, schema=INDEX_SCHEMA) for p in files])
@@ -225,6 +229,10 @@ class FeatureStore:
         base = self.root / "features"
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
 
+    def has(self, video_id: str, extractor: str) -> bool:
+        """True when the unit's feature file is present."""
+        return self.feature_path(video_id, extractor).exists()
+
     def _open(self, video_id: str, extractor: str) -> h5py.File:
         path = self.feature_path(video_id, extractor)
         if not path.exists():
@@ -257,18 +265,38 @@ class FeatureStore:
         with self._open(video_id, extractor) as f:
             return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
+    def origin(self, video_id: str, extractor: str) -> FeatureOrigin:
+        """What made this unit's features (see :class:`FeatureOrigin`)."""
+        attrs = self.attrs(video_id, extractor)
+        config = attrs.get("config")
+        if isinstance(config, str) and config:
+            config = json.loads(config)
+        if not isinstance(config, dict):  # a unit written without its config: only its hashes are known
+            config = {"source": attrs.get("fingerprint", "unknown"), "config_hash": attrs.get("config_hash", "")}
+        return FeatureOrigin.from_config(extractor, config, str(attrs.get("weights_hash", "")))
+
+    def segment_rule(self, video_id: str, extractor: str) -> str | None:
+        """How the unit's segments were made: ``"fixed:<seconds>"``, ``"manifest:<hash>"``, or None (imported)."""
+        config = self.attrs(video_id, extractor).get("config")
+        rule = json.loads(config).get("segments") if isinstance(config, str) and config else None
+        return rule if isinstance(rule, str) else None
+
+    def stack(self, video_id: str, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The features of `names` for one video side by side -> ([T, D], valid [T]), cropped to the shortest;
+        None when any of them is not cached."""
+        parts, valid = [], []
+        for name in names:
+            try:
+                parts.append(self.features(video_id, name))
+                valid.append(self.valid(video_id, name))
+            except KeyError:
+                return None
+        n = min(len(p) for p in parts)
+        return (np.concatenate([p[:n] for p in parts], axis=1),
+                np.logical_and.reduce([v[:n] for v in valid]))
+
     # -- manifest ----------------------------------------------------------------------------------------
     def manifest(self) -> pd.DataFrame:
         if not self.manifest_path.exists():
-            raise FileNotFoundError(f"{self.root}: no manifest.parquet (import one, or pass --manifest)")
+            raise HLError(f"{self.root}: no manifest.parquet (import one, or pass --manifest)")
         return pd.read_parquet(self.manifest_path)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from hl.common import HLError, atomic_path, one_line
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,6 @@ MODES = ("copy", "reencode")
 COPY_CONTAINERS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts"}
 _EPS = 1e-3  # seconds
 _INTERLEAVE_S = 5.0  # streams of a file are never further apart than this in its packet order
-
-
-class ClipError(RuntimeError):
-    """A clip that cannot be cut; the message is one line naming the file and the cause."""
 
 
 @dataclass(frozen=True)
@@ -69,28 +66,18 @@ def cut_clip(source: str | Path, start: float, end: float, dest: str | Path, mod
     if mode == "copy":
         try:
             return _atomic(dest, lambda tmp: _copy(source, start, end, tmp, dest.suffix))
-        except ClipError:
+        except HLError:
             raise
         except Exception as exc:  # noqa: BLE001 - a muxer refusing the codec: re-encode instead
-            log.info("%s: stream copy not possible (%s); re-encoding", source, _one_line(exc))
+            log.info("%s: stream copy not possible (%s); re-encoding", source, one_line(exc))
             dest = dest.with_suffix(".mp4")
     return _atomic(dest, lambda tmp: _reencode(source, start, end, tmp))
 
 
 def _atomic(dest: Path, write) -> Clip:
-    tmp = dest.with_name(f".{dest.stem}.tmp-{os.getpid()}{dest.suffix}")
-    try:
+    with atomic_path(dest) as tmp:
         clip = write(tmp)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return Clip(dest, *clip)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def _open(source: Path):
@@ -99,10 +86,10 @@ def _open(source: Path):
     try:
         container = av.open(str(source))
     except Exception as exc:
-        raise ClipError(f"{source}: cannot open ({_one_line(exc)})") from None
+        raise HLError(f"{source}: cannot open ({one_line(exc)})") from None
     if not container.streams.video:
         container.close()
-        raise ClipError(f"{source}: no video stream")
+        raise HLError(f"{source}: no video stream")
     return container
 
 
@@ -189,7 +176,7 @@ def _from_keyframe(packets, video, start: float, origin: float) -> tuple[float, 
         else:
             held.append(packet)
     if key is None:
-        raise ClipError(f"no video keyframe from {start:.3f} s on")
+        raise HLError(f"no video keyframe from {start:.3f} s on")
     return max(0.0, key), held
 
 
@@ -261,7 +248,7 @@ def _copy(source: Path, start: float, end: float, tmp: Path, suffix: str) -> tup
                 if float(late.pts * late.time_base) - origin < clip_end - _EPS:
                     send(late)
             if shift is None:
-                raise ClipError(f"{source}: no video packets from {key:.3f} s on")
+                raise HLError(f"{source}: no video packets from {key:.3f} s on")
     return key, clip_end, "copy", (start, end)
 
 
@@ -315,7 +302,7 @@ def _reencode(source: Path, start: float, end: float, tmp: Path) -> tuple[float,
                 for p in oa.encode():
                     out.mux(p)
             if first is None:
-                raise ClipError(f"{source}: no frames in [{start:.3f}, {end:.3f}) s")
+                raise HLError(f"{source}: no frames in [{start:.3f}, {end:.3f}) s")
     return first, last, "reencode", (start, end)
 
 

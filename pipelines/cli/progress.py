@@ -46,7 +46,7 @@ class ExtractProgress:
             self.bar.set_postfix_str(shown, refresh=True)
 
     def reporter(self):
-        from .extract_stage import Reporter
+        from hl.pipelines.stages.extract import Reporter
 
         return Reporter(start=self._start, video_done=self._video_done, video_progress=self._video_progress)
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from hl.data_manifests.schema import write_manifest
 from hl.data_manifests.synthetic import make_dataset
 
-from .extract_stage import Reporter, run_extraction
-from .train import TrainSpec, summary_table, train_heads
+from ..highlights import find_highlights
+from ..stages.evaluate import summary_table
+from ..stages.extract import Reporter, run_extraction
+from ..stages.train_segment import TrainSpec, train_heads
 
 
 def run_demo(out: str | Path, videos: int = 12, seconds: float = 20.0, seeds: tuple[int, ...] = (0, 1, 2),
@@ -36,8 +38,6 @@ def run_demo(out: str | Path, videos: int = 12, seconds: float = 20.0, seeds: tu
     for _, r in table.iterrows():
         say(f"    {r['domain']:<8} test mAP {r['mean']:.3f} +- {r['std']:.3f} over {int(r['count'])} seeds")
     say("4/4 predicting highlights")
-    from .highlights import find_highlights
-
     result = find_highlights(out / "videos", out / "run", out / "highlights", cache=cache, workers=workers)
     say(f"    report: {result.report}")
     return {"metrics": metrics, "table": table, "highlights": result}

@@ -10,20 +10,15 @@ the whole frame) and resized to the output.
 Ablations: ``"spatial"`` labels whole highlight frames 1 (no saliency needed); ``"temporal"`` reads the maps
 of an encoder fed the target frame repeated (extractors ``c3d_maps_static`` / ``tased_maps_static``).
 
-The run directory has the layout of the segment heads (:mod:`hl.pipelines.train`)::
-
-    RUN/config.json                     "head": "pixel", the spec, extractors, betas, decoder geometry
-    RUN/models/<domain>/seed<k>.pt      one decoder per (domain, seed); "joint" for a joint model
-    RUN/scores.parquet                  test-split scores: video_id, domain, seed, segment, score
-    RUN/metrics.parquet                 one row per (domain, seed): the dataset's protocol metric
-    RUN/history/<domain>-seed<k>.json   per-epoch loss and seconds
+The run directory (:mod:`hl.pipelines.run`) has kind ``"pixel"``; it reads its encoder maps at inference (as
+its ``visual`` feature) and records in ``head`` the decoder geometry, the labelling (saliency extractor,
+normalisation, betas, ablation) and the optimisation settings.
 
 A segment's score is the mean over its target frames of the frame's map mean. Training runs a fixed number
 of epochs; every seed is reported.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -34,20 +29,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hl.heads.fit import Video
-from hl.heads.pixel_decoder import (
-    PixelDistinction,
-    PixelFitConfig,
-    fit_decoder,
-    predict_probability,
-    save_pixel_head,
-)
-from hl.heads.pixel_labels import NORMS, beta_for, fit_to_output, frame_segments, pseudo_labels, segment_scores
+from hl.common import HLError
+from hl.heads.pixel_decoder import PixelDistinction, PixelFitConfig, fit_decoder, save_pixel_head
+from hl.heads.pixel_labels import NORMS, beta_for, fit_to_output, frame_segments, pseudo_labels
 
-from .cache import FeatureStore
-from .cluster import run_tasks
-from .protocols import evaluate_scores
-from .train import JOINT, LabelledVideo, TrainError, resolve_domains, write_run_outputs
+from ..cache import FeatureStore
+from ..cluster import run_tasks
+from ..run import JOINT, Run, RunConfig, feature_origins, segment_windows
+from .evaluate import VideoLabels, evaluate_scores, manifest_labels
+from .predict_pixel import score_video
+from .train_segment import domain_manifest, read_manifest_at, resolve_domains
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +85,20 @@ class PixelTrainSpec:
 
     def __post_init__(self) -> None:
         if self.backbone not in MAPS_EXTRACTORS:
-            raise TrainError(f"unknown PLD backbone {self.backbone!r}; choose {' or '.join(MAPS_EXTRACTORS)}")
+            raise HLError(f"unknown PLD backbone {self.backbone!r}; choose {' or '.join(MAPS_EXTRACTORS)}")
         if self.saliency_norm not in NORMS:
-            raise TrainError(f"saliency norm must be one of {', '.join(NORMS)}, got {self.saliency_norm!r}")
+            raise HLError(f"saliency norm must be one of {', '.join(NORMS)}, got {self.saliency_norm!r}")
         if self.ablate is not None and self.ablate not in ABLATIONS:
-            raise TrainError(f"unknown ablation {self.ablate!r}; choose {' or '.join(ABLATIONS)}")
+            raise HLError(f"unknown ablation {self.ablate!r}; choose {' or '.join(ABLATIONS)}")
         if self.beta is not None and not (np.isfinite(self.beta) and self.beta >= 0):
-            raise TrainError(f"beta must be a number >= 0, got {self.beta}")
+            raise HLError(f"beta must be a number >= 0, got {self.beta}")
         if not self.seeds:
-            raise TrainError("no seeds given")
+            raise HLError("no seeds given")
         self.seeds = tuple(int(s) for s in self.seeds)
         self.domains = tuple(self.domains) if self.domains else None
         self.widths = tuple(int(w) for w in self.widths) if self.widths else None
         if self.widths and (self.backbone != "c3d" or len(self.widths) != 3):
-            raise TrainError("widths are three hidden widths of the C3D decoder")
+            raise HLError("widths are three hidden widths of the C3D decoder")
         self.fit_config()  # validates the optimisation fields
 
     @property
@@ -120,13 +111,17 @@ class PixelTrainSpec:
     def spatial(self) -> bool:
         return self.ablate != "spatial"
 
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.manifest) if self.manifest else Path(self.cache) / "manifest.parquet"
+
     def fit_config(self) -> PixelFitConfig:
         try:
             return PixelFitConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
                                   lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
                                   pos_weight=self.pos_weight)
         except ValueError as exc:
-            raise TrainError(str(exc)) from None
+            raise HLError(str(exc)) from None
 
 
 # -- reading the cache -------------------------------------------------------------------------------------------
@@ -134,7 +129,7 @@ class PixelTrainSpec:
 class PixelVideo:
     """One manifest video as PLD sees it: which cached target frames it trains on and their labels."""
 
-    labelled: LabelledVideo  # segment labels and protocol scores (hl.pipelines.train)
+    labelled: VideoLabels  # segment labels and protocol scores, from the manifest
     segments: np.ndarray  # [S, 2] manifest segments, in segment order
     rows: np.ndarray  # [N] indices of the frames in the cached maps that lie in a segment (and have saliency)
     times: np.ndarray  # [N] their target times, seconds
@@ -143,27 +138,7 @@ class PixelVideo:
 
     @property
     def video_id(self) -> str:
-        return self.labelled.video.video_id
-
-
-def manifest_videos(manifest: pd.DataFrame) -> list[LabelledVideo]:
-    """LabelledVideos (labels, dataset, raw scores) straight from the manifest, for the protocol metrics."""
-    out = []
-    for vid, rows in manifest.groupby("video_id", sort=True):
-        rows = rows.sort_values("segment")
-        raw = rows["scores"].tolist()
-        scores = np.asarray(raw, dtype=np.float32) if all(r is not None for r in raw) else None
-        if scores is not None and scores.ndim == 1:
-            scores = scores[:, None]
-        labels = rows["label"].to_numpy().astype(np.float32)
-        first = rows.iloc[0]
-        out.append(LabelledVideo(Video(str(vid), np.zeros((len(rows), 1), np.float32), None, labels),
-                                 str(first["domain"]), str(first["split"]), str(first["dataset"]), scores))
-    return out
-
-
-def _cached(store: FeatureStore, video_id: str, extractor: str) -> bool:
-    return store.feature_path(video_id, extractor).exists()
+        return self.labelled.video_id
 
 
 def choose_saliency(store: FeatureStore, video_ids: list[str], requested: str | None) -> str:
@@ -172,11 +147,11 @@ def choose_saliency(store: FeatureStore, video_ids: list[str], requested: str | 
     if requested:
         return requested
     for name in SALIENCY_EXTRACTORS:
-        if video_ids and all(_cached(store, v, name) for v in video_ids):
+        if video_ids and all(store.has(v, name) for v in video_ids):
             if name != SALIENCY_EXTRACTORS[0]:
                 log.warning("no cached TASED-Net saliency for these videos: labelling with the weight-free %s", name)
             return name
-    raise TrainError(f"{store.root}: no cached saliency maps ({' or '.join(SALIENCY_EXTRACTORS)}) for the "
+    raise HLError(f"{store.root}: no cached saliency maps ({' or '.join(SALIENCY_EXTRACTORS)}) for the "
                      "training videos; extract one, or train the 'spatial' ablation")
 
 
@@ -193,12 +168,12 @@ def match_times(reference: np.ndarray, times: np.ndarray, tolerance: float = TIM
     return j.astype(np.int64), np.abs(ref[j] - t) <= tolerance
 
 
-def load_pixel_video(store: FeatureStore, labelled: LabelledVideo, segments: np.ndarray, maps_name: str,
+def load_pixel_video(store: FeatureStore, labelled: VideoLabels, segments: np.ndarray, maps_name: str,
                      saliency: str | None, beta: float, norm: str, view: tuple[float, float, float, float],
                      out_size: tuple[int, int]) -> PixelVideo:
     """Match one video's cached target frames with its saliency maps and manifest segments; build the pixel
     labels of its highlight frames (``saliency=None``: whole-frame labels, the w/o spatial ablation)."""
-    vid = labelled.video.video_id
+    vid = labelled.video_id
     times = store.array(vid, maps_name, "times")
     keep = frame_segments(times, segments) >= 0
     sal_rows = np.zeros(len(times), dtype=np.int64)
@@ -207,9 +182,9 @@ def load_pixel_video(store: FeatureStore, labelled: LabelledVideo, segments: np.
         keep &= matched
     rows = np.flatnonzero(keep)
     if len(rows) == 0:
-        raise TrainError(f"{vid}: no cached target frame of {maps_name!r} lies in a manifest segment"
+        raise HLError(f"{vid}: no cached target frame of {maps_name!r} lies in a manifest segment"
                          + (f" and has a {saliency!r} map" if saliency else ""))
-    highlight = labelled.video.labels[frame_segments(times[rows], segments)].astype(bool)
+    highlight = labelled.labels[frame_segments(times[rows], segments)].astype(bool)
     labels = None
     if saliency is not None and highlight.any():
         wanted, inverse = np.unique(sal_rows[rows[highlight]], return_inverse=True)  # h5py reads increasing rows
@@ -223,19 +198,19 @@ def load_pixel_videos(store: FeatureStore, manifest: pd.DataFrame, spec: PixelTr
                       splits: tuple[str, ...] = ("train",)) -> tuple[list[PixelVideo], list[str], str | None]:
     """PixelVideos of the manifest's videos in `splits` whose maps are cached. Returns (videos, missing ids,
     the saliency extractor used)."""
-    labelled = [v for v in manifest_videos(manifest) if v.split in splits]
-    present = [v for v in labelled if _cached(store, v.video.video_id, spec.maps_name)]
-    missing = sorted({v.video.video_id for v in labelled} - {v.video.video_id for v in present})
-    saliency = choose_saliency(store, [v.video.video_id for v in present], spec.saliency) \
+    labelled = [v for v in manifest_labels(manifest) if v.split in splits]
+    present = [v for v in labelled if store.has(v.video_id, spec.maps_name)]
+    missing = sorted({v.video_id for v in labelled} - {v.video_id for v in present})
+    saliency = choose_saliency(store, [v.video_id for v in present], spec.saliency) \
         if spec.spatial and present else None
     if saliency is not None:
-        lacking = [v.video.video_id for v in present if not _cached(store, v.video.video_id, saliency)]
+        lacking = [v.video_id for v in present if not store.has(v.video_id, saliency)]
         missing += lacking
-        present = [v for v in present if v.video.video_id not in lacking]
+        present = [v for v in present if v.video_id not in lacking]
     segs = {vid: rows.sort_values("segment")[["start", "end"]].to_numpy(np.float64)
             for vid, rows in manifest.groupby("video_id")}
     view = map_view(spec.backbone)
-    videos = [load_pixel_video(store, v, segs[v.video.video_id], spec.maps_name, saliency,
+    videos = [load_pixel_video(store, v, segs[v.video_id], spec.maps_name, saliency,
                                beta_for(v.domain, spec.beta), spec.saliency_norm, view, out_size)
               for v in present]
     return videos, missing, saliency
@@ -262,7 +237,7 @@ class FrameBank:
     def __init__(self, store: FeatureStore, videos: list[PixelVideo], maps_name: str, in_shape: tuple[int, ...],
                  out_size: tuple[int, int], batch_size: int, memory_bytes: float = 4 * 2**30):
         if not videos or sum(len(v.rows) for v in videos) == 0:
-            raise TrainError("no training frames")
+            raise HLError("no training frames")
         self.store, self.videos, self.maps_name = store, videos, maps_name
         self.in_shape, self.out_size, self.batch_size = tuple(in_shape), tuple(out_size), batch_size
         self.frame_bytes = int(np.prod(in_shape)) * 2
@@ -289,7 +264,7 @@ class FrameBank:
     def _read(self, v: PixelVideo) -> np.ndarray:
         maps = self.store.features(v.video_id, self.maps_name)
         if tuple(maps.shape[1:]) != self.in_shape:
-            raise TrainError(f"{v.video_id}: cached {self.maps_name} maps are {tuple(maps.shape[1:])}, "
+            raise HLError(f"{v.video_id}: cached {self.maps_name} maps are {tuple(maps.shape[1:])}, "
                              f"expected {self.in_shape}")
         return np.ascontiguousarray(maps[v.rows], dtype=np.float16)
 
@@ -353,46 +328,22 @@ class FrameBank:
 
 
 # -- training -----------------------------------------------------------------------------------------------------
-def read_manifest_for(spec: PixelTrainSpec) -> pd.DataFrame:
-    from hl.data_manifests.schema import read_manifest
-
-    path = Path(spec.manifest) if spec.manifest else Path(spec.cache) / "manifest.parquet"
-    if not path.exists():
-        raise TrainError(f"{path}: no manifest (pass --manifest, or import one into the cache)")
-    return read_manifest(path)
-
-
-def _domain_manifest(manifest: pd.DataFrame, domain: str, domains: tuple[str, ...] | None) -> pd.DataFrame:
-    if domain != JOINT:
-        return manifest[manifest["domain"] == domain]
-    return manifest[manifest["domain"].isin(domains)] if domains else manifest
-
-
-def score_video(model: PixelDistinction, store: FeatureStore, video_id: str, maps_name: str,
-                segments: np.ndarray, device: str = "cpu", batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(segment scores [S], distinction maps [N, H, W] float32) of one cached video."""
-    maps = store.features(video_id, maps_name)
-    prob = predict_probability(model, maps, batch_size=batch_size, device=device)
-    times = store.array(video_id, maps_name, "times")
-    return segment_scores(prob.mean(axis=(1, 2)), times, segments), prob
-
-
-def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int, threads: int | None = None) -> dict:
-    """Train one decoder (one domain, or the joint model) for one seed; score its test videos."""
-    if threads:
-        torch.set_num_threads(max(1, threads))
+def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int, threads: int = 1) -> dict:
+    """Train one decoder (one domain, or the joint model) for one seed; score its test videos. Runs on a worker."""
+    torch.set_num_threads(max(1, threads))
     t0 = time.perf_counter()
+    run = Run.open(run_dir)
     store = FeatureStore(spec.cache)
-    manifest = _domain_manifest(read_manifest_for(spec), domain, spec.domains)
+    manifest = domain_manifest(read_manifest_at(spec.manifest_path), domain, spec.domains)
     vids = sorted(manifest["video_id"].unique())
-    first = next((v for v in vids if _cached(store, v, spec.maps_name)), None)
+    first = next((v for v in vids if store.has(v, spec.maps_name)), None)
     if first is None:
-        raise TrainError(f"domain {domain!r}: no cached {spec.maps_name!r} maps for the manifest's videos")
+        raise HLError(f"domain {domain!r}: no cached {spec.maps_name!r} maps for the manifest's videos")
     in_shape = maps_shape(store, first, spec.maps_name)
     out_size = PixelDistinction.output_size(spec.backbone, in_shape)
     train, _, saliency = load_pixel_videos(store, manifest, spec, out_size, splits=("train",))
     if not train:
-        raise TrainError(f"domain {domain!r}: no training videos with cached {spec.maps_name!r} maps")
+        raise HLError(f"domain {domain!r}: no training videos with cached {spec.maps_name!r} maps")
     fit = spec.fit_config()
     t_load = time.perf_counter()
     bank = FrameBank(store, train, spec.maps_name, in_shape, out_size, fit.batch_size,
@@ -403,21 +354,18 @@ def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int,
     model.set_label_prior(bank.positive_rate())
     load_s = time.perf_counter() - t_load
     history = fit_decoder(model, bank.batches, fit, seed=seed, device=spec.device)
-    out = Path(run_dir)
-    save_pixel_head(model.cpu(), out / "models" / domain / f"seed{seed}.pt",
+    save_pixel_head(model.cpu(), run.model_path(domain, seed),
                     {"maps_extractor": spec.maps_name, "saliency": saliency, "spec": asdict(spec)})
-    (out / "history").mkdir(parents=True, exist_ok=True)
-    (out / "history" / f"{domain}-seed{seed}.json").write_text(json.dumps(history))
+    run.write_history(domain, seed, history)
 
     rows = []
-    test = [v for v in manifest_videos(manifest) if v.split == "test"]
-    for v in test:
-        vid = v.video.video_id
-        if not _cached(store, vid, spec.maps_name):
+    for v in manifest_labels(manifest):
+        if v.split != "test" or not store.has(v.video_id, spec.maps_name):
             continue
-        segs = manifest[manifest["video_id"] == vid].sort_values("segment")[["start", "end"]].to_numpy(np.float64)
-        scores, _ = score_video(model, store, vid, spec.maps_name, segs, device=spec.device)
-        rows.extend({"video_id": vid, "domain": v.domain, "seed": seed, "segment": i, "score": float(s)}
+        segs = manifest[manifest["video_id"] == v.video_id].sort_values("segment")[["start", "end"]]
+        scores, _ = score_video(model, store, v.video_id, spec.maps_name, segs.to_numpy(np.float64),
+                                device=spec.device)
+        rows.extend({"video_id": v.video_id, "domain": v.domain, "seed": seed, "segment": i, "score": float(s)}
                     for i, s in enumerate(scores))
     return {"domain": domain, "seed": seed, "scores": rows, "train_videos": len(train),
             "train_frames": bank.frames, "test_videos": len({r["video_id"] for r in rows}),
@@ -425,23 +373,20 @@ def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int,
             "epoch_s": float(np.mean([h["seconds"] for h in history])), "seconds": time.perf_counter() - t0}
 
 
-def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int = 0,
+def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
                 progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
     """Train a PLD decoder for every (domain, seed) and score the test videos; write the run directory.
-    ``workers=0`` and no scheduler: one task after another in this process (one copy of the maps in memory);
-    otherwise Dask tasks on a local cluster of `workers` processes or on `scheduler`.
-    Returns the metrics table (also RUN/metrics.parquet)."""
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest_for(spec)
+    Tasks run on a local cluster of `workers` processes (default one: one copy of the maps in memory) or on
+    `scheduler`. Returns the metrics table (also RUN/metrics.parquet)."""
+    manifest = read_manifest_at(spec.manifest_path)
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)
     manifest = manifest[manifest["domain"].isin(domains)]
     ids = sorted(manifest["video_id"].unique())
-    missing = [v for v in ids if not _cached(store, v, spec.maps_name)]
+    missing = [v for v in ids if not store.has(v, spec.maps_name)]
     if len(missing) == len(ids):
         hint = " (the temporal ablation needs the *_static extractors)" if spec.ablate == "temporal" else ""
-        raise TrainError(f"{spec.cache}: no cached {spec.maps_name!r} maps for the manifest's videos{hint}")
+        raise HLError(f"{spec.cache}: no cached {spec.maps_name!r} maps for the manifest's videos{hint}")
     if missing:
         log.warning("%d manifest videos have no cached %s maps and are left out: %s", len(missing), spec.maps_name,
                     ", ".join(missing[:5]))
@@ -449,52 +394,26 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
     saliency = choose_saliency(store, present, spec.saliency) if spec.spatial else None
     in_shape = maps_shape(store, present[0], spec.maps_name)
     out_size = PixelDistinction.output_size(spec.backbone, in_shape)
-    config = {
-        "head": "pixel",
-        "spec": {**asdict(spec), "visual": [spec.maps_name], "audio": []},
-        "maps_extractor": spec.maps_name, "saliency_extractor": saliency, "saliency_norm": spec.saliency_norm,
-        "beta": {d: beta_for(d, spec.beta) for d in domains} if spec.spatial else None,
-        "ablate": spec.ablate, "decoder": {"backbone": spec.backbone, "in_shape": list(in_shape),
-                                           "out_size": list(out_size), "view": list(map_view(spec.backbone))},
-        "fit": spec.fit_config().to_dict(), "domains": domains, "missing_videos": missing,
-        "manifest": str(Path(spec.manifest) if spec.manifest else Path(spec.cache) / "manifest.parquet"),
-    }
-    (run / "config.json").write_text(json.dumps(config, indent=2))
+    trained_on = sorted(set(manifest.loc[manifest["split"] == "train", "video_id"]) & set(present))
+    run = Run.create(run_dir, RunConfig(
+        kind="pixel", visual=[spec.maps_name], audio=[],
+        features=feature_origins(store, trained_on, [spec.maps_name]),
+        segments=segment_windows(store, trained_on, spec.maps_name, manifest),
+        cache=str(spec.cache), manifest=str(spec.manifest_path), domains=domains, seeds=list(spec.seeds),
+        joint=spec.joint,
+        head={"decoder": {"backbone": spec.backbone, "in_shape": list(in_shape), "out_size": list(out_size),
+                          "view": list(map_view(spec.backbone)), "widths": list(spec.widths or ())},
+              "labels": {"saliency": saliency, "saliency_norm": spec.saliency_norm, "ablate": spec.ablate,
+                         "beta": {d: beta_for(d, spec.beta) for d in domains} if spec.spatial else None},
+              "fit": spec.fit_config().to_dict()},
+        training={"spec": asdict(spec), "missing_videos": missing},
+    ))
     if spec.saliency is None and saliency is not None:
         spec = PixelTrainSpec(**{**asdict(spec), "saliency": saliency})  # every task labels with the same maps
-    jobs = [(d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
-    results = _run_jobs(spec, run, jobs, scheduler, workers, progress)
-
-    scored = {row["video_id"] for res in results for row in res["scores"]}
-    videos = manifest_videos(manifest[manifest["video_id"].isin(scored)])
-    return write_run_outputs(run, results, videos)
-
-
-def _run_jobs(spec: PixelTrainSpec, run: Path, jobs: list[tuple[str, int]], scheduler: str | None, workers: int,
-              progress: Callable[[dict, int, int], None] | None) -> list[dict]:
-    results: list[dict] = []
-    if not scheduler and not workers:
-        for d, s in jobs:
-            results.append(train_pixel_task(spec, str(run), d, s))
-            if progress is not None:
-                progress(results[-1], len(results), len(jobs))
-        return results
-    return run_tasks(train_pixel_task, [(spec, str(run), d, s) for d, s in jobs], scheduler, workers or 1,
-                     "hl-train-pixel", progress)
-
-
-def evaluate_pixel_run(run_dir: str | Path, tvsum_protocol: str = "umt") -> pd.DataFrame:
-    """One row per (domain, seed) of a PLD run's stored test scores under the dataset's protocol."""
-    run = Path(run_dir)
-    cfg_path, scores_path = run / "config.json", run / "scores.parquet"
-    if not cfg_path.exists():
-        raise ValueError(f"{run}: not a run directory (no config.json)")
-    if not scores_path.exists():
-        raise ValueError(f"{run}: no scores.parquet (the run has no test videos?)")
-    config = json.loads(cfg_path.read_text())
-    if config.get("head") != "pixel":
-        raise ValueError(f"{run}: not a pixel-level (PLD) run")
-    scores = pd.read_parquet(scores_path)
-    manifest = pd.read_parquet(config["manifest"])
-    manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
-    return evaluate_scores(scores, manifest_videos(manifest), tvsum_protocol)
+    jobs = [(spec, str(run.path), d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
+    results = run_tasks(train_pixel_task, jobs, scheduler, workers or 1, "hl-train-pixel", progress)
+    scores = run.write_results(results)
+    labels = manifest_labels(manifest[manifest["video_id"].isin(scores["video_id"].unique())])
+    metrics = evaluate_scores(scores, labels)
+    run.write_metrics(metrics)
+    return metrics

@@ -14,7 +14,7 @@ import numpy as np
 from hl.data_manifests.schema import write_manifest
 from hl.data_manifests.umt import umt_features, umt_manifest
 
-from .cache import FeatureStore, config_hash, fingerprint
+from .store import FeatureStore, config_hash, fingerprint
 
 SOURCE = "umt-release"
 
@@ -34,7 +34,8 @@ def import_umt(root: str | Path, cache: str | Path, splits: dict | None = None,
             n = min(len(arr), len(segments))
             src = root / ("audio_features" if name == "pann" else "video_features")
             attrs = {"source_path": str(src), "fingerprint": SOURCE, "config_hash": config_hash({"src": SOURCE}),
-                     "weights_hash": SOURCE, "notes": f"imported from the UMT feature release ({name})"}
+                     "config": {"source": SOURCE, "extractor": name}, "weights_hash": SOURCE,
+                     "notes": f"imported from the UMT feature release ({name})"}
             path = store.write_unit(vid, name, {"features": arr[:n].astype(np.float32), "segments": segments[:n]},
                                     attrs)
             store.write_index_row({

@@ -1,0 +1,88 @@
+"""Options that several commands share, declared once, and the one place errors become exit statuses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hl.common import HLError
+
+
+class UserError(click.ClickException):
+    """What the user sees of an :class:`hl.common.HLError` (or an OS error naming a file): ``hl: error: ...`` on
+    stderr, exit status 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"hl: error: {self.format_message()}", err=True, file=file)
+
+
+class Group(click.Group):
+    """A click group that turns the library's one-line errors into :class:`UserError` at the CLI's edge."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HLError as exc:
+            raise UserError(str(exc)) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{exc.strerror or exc}") from None
+
+
+class IntList(click.ParamType):
+    """Comma-separated integers, e.g. ``0,1,2`` -> (0, 1, 2)."""
+
+    name = "INTS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            out = tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"comma-separated integers expected, got {value!r}", param, ctx)
+        if not out:
+            self.fail("give at least one", param, ctx)
+        return out
+
+
+class NameList(click.ParamType):
+    """Comma-separated names, e.g. ``i3d,i3d_flow`` -> ("i3d", "i3d_flow"); '' -> ()."""
+
+    name = "NAMES"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        return tuple(v.strip() for v in str(value).split(",") if v.strip())
+
+
+def seeds_option(default: str):
+    return click.option("--seeds", type=IntList(), default=default, show_default=True,
+                        help="Seeds to train (and report mean +- std over).")
+
+
+def cluster_options(f):
+    """--scheduler and --workers: where the Dask work runs."""
+    f = click.option("--workers", type=int, default=None,
+                     help="Worker processes of the local Dask cluster (default: chosen for the work).")(f)
+    return click.option("--scheduler", default=None,
+                        help="Address of an existing Dask scheduler (tcp://host:port) instead of a local cluster.")(f)
+
+
+weights_dir_option = click.option(
+    "--weights-dir", type=click.Path(path_type=Path), default=None, envvar="HL_WEIGHTS_DIR",
+    help="Where checkpoints live (default: the user cache dir; env HL_WEIGHTS_DIR).")
+
+
+def quiet_option(f):
+    return click.option("--quiet", is_flag=True, help="No progress display.")(f)
+
+
+def explicit(ctx: click.Context, names) -> list[str]:
+    """The options among `names` that the user gave on the command line (not left at their default)."""
+    from click.core import ParameterSource
+
+    return [n for n in names if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]

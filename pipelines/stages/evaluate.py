@@ -1,0 +1,106 @@
+"""Evaluation: a run's stored test scores against the labels of its manifest, under each dataset's protocol.
+
+The protocol follows the manifest's ``dataset`` column:
+
+* ``tvsum``: top-5 mAP per annotator (labels: each annotator's score > that annotator's median), the mean over
+  videos then over the 20 annotators (:func:`hl.heads.metrics.tvsum_map`)
+* ``youtube``: mAP with label = match > 0 (:func:`hl.heads.metrics.youtube_map`)
+* anything else (CoSum, user CSVs, synthetic): mean over videos of the AP of the binary labels
+
+Labels come from the manifest alone: evaluating reads no features.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hl.common import HLError
+from hl.heads.metrics import average_precision, tvsum_map, youtube_map
+
+from ..run import Run
+
+TVSUM_PROTOCOL = "umt"  # or "mini-net": see hl.heads.metrics
+
+
+@dataclass
+class VideoLabels:
+    """One manifest video's labels, as the protocols read them."""
+
+    video_id: str
+    domain: str
+    split: str
+    dataset: str
+    labels: np.ndarray  # [T] float32 0/1, in segment order
+    scores: np.ndarray | None  # [T, A] raw annotator scores (TVSum) or [T, 1] match (YouTube); None if absent
+
+
+def manifest_labels(manifest: pd.DataFrame) -> list[VideoLabels]:
+    """One :class:`VideoLabels` per manifest video, sorted by id."""
+    out = []
+    for vid, rows in manifest.groupby("video_id", sort=True):
+        rows = rows.sort_values("segment")
+        raw = rows["scores"].tolist()
+        scores = np.asarray(raw, dtype=np.float32) if all(r is not None for r in raw) else None
+        if scores is not None and scores.ndim == 1:
+            scores = scores[:, None]
+        first = rows.iloc[0]
+        out.append(VideoLabels(str(vid), str(first["domain"]), str(first["split"]), str(first["dataset"]),
+                               rows["label"].to_numpy().astype(np.float32), scores))
+    return out
+
+
+def protocol_metric(labelled: Sequence[tuple[VideoLabels, np.ndarray]], tvsum_protocol: str = TVSUM_PROTOCOL
+                    ) -> tuple[str, float]:
+    """(metric name, value) for [(VideoLabels, scores [T])] of one domain."""
+    datasets = {v.dataset for v, _ in labelled}
+    if len(datasets) != 1:
+        raise HLError(f"one domain's test videos come from several datasets: {sorted(datasets)}")
+    dataset = datasets.pop()
+    if dataset == "tvsum" and all(v.scores is not None and v.scores.shape[1] > 1 for v, _ in labelled):
+        pairs = [(s[: len(v.scores)], v.scores[: len(s)]) for v, s in labelled]
+        return "top5_mAP", tvsum_map(pairs, protocol=tvsum_protocol)
+    if dataset == "youtube" and all(v.scores is not None for v, _ in labelled):
+        return "mAP", youtube_map([(s, v.scores[: len(s), 0]) for v, s in labelled])
+    return "mAP", float(np.mean([average_precision(s, v.labels[: len(s)]) for v, s in labelled]))
+
+
+def evaluate_scores(scores: pd.DataFrame, labels: Iterable[VideoLabels], tvsum_protocol: str = TVSUM_PROTOCOL
+                    ) -> pd.DataFrame:
+    """One row per (domain, seed) of `scores` (video_id, domain, seed, segment, score): the dataset's metric
+    over that domain's test videos."""
+    by_id = {v.video_id: v for v in labels}
+    rows = []
+    for (domain, seed), g in scores.groupby(["domain", "seed"]):
+        missing = sorted(set(g["video_id"]) - set(by_id))
+        if missing:
+            raise HLError(f"no labels for scored videos {', '.join(missing[:3])} (not in the manifest)")
+        labelled = [(by_id[vid], gg.sort_values("segment")["score"].to_numpy()) for vid, gg in g.groupby("video_id")]
+        name, value = protocol_metric(labelled, tvsum_protocol=tvsum_protocol)
+        rows.append({"domain": domain, "seed": int(seed), "metric": name, "value": value, "videos": len(labelled)})
+    return pd.DataFrame(rows, columns=["domain", "seed", "metric", "value", "videos"])
+
+
+def evaluate_run(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) -> pd.DataFrame:
+    """One row per (domain, seed) of the run's stored test scores under the dataset's protocol."""
+    from hl.data_manifests.schema import read_manifest
+
+    run = run if isinstance(run, Run) else Run.open(run)
+    scores = run.scores()
+    if not run.manifest_path.is_file():
+        raise HLError(f"{run.path}: its manifest {run.manifest_path} is gone")
+    manifest = read_manifest(run.manifest_path)
+    manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
+    return evaluate_scores(scores, manifest_labels(manifest), tvsum_protocol)
+
+
+def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per domain mean +- std over seeds, and the overall row (per seed the mean over domains, then mean +- std)."""
+    per = metrics.groupby("domain")["value"].agg(["mean", "std", "count"]).reset_index()
+    overall = metrics.groupby("seed")["value"].mean()
+    per.loc[len(per)] = ["MEAN", overall.mean(), overall.std(ddof=1) if len(overall) > 1 else 0.0, len(overall)]
+    per["std"] = per["std"].fillna(0.0)
+    return per

@@ -1,0 +1,191 @@
+"""Stage 2a from the cache: train co-occurrence heads per domain (or jointly), seeds in parallel on Dask.
+
+    metrics = train_heads(TrainSpec(cache="CACHE"), "RUN")    # writes a run directory (hl.pipelines.run)
+
+Nothing is chosen on the test split: training runs a fixed number of epochs (or stops early on validation
+videos carved out of the training videos with ``val_fraction``), and every seed is reported.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hl.common import HLError
+from hl.heads.fit import HeadConfig, Video, fit, save, score
+
+from ..cache import FeatureStore
+from ..cluster import run_tasks
+from ..run import JOINT, Run, RunConfig, feature_origins, segment_windows
+from .evaluate import VideoLabels, evaluate_scores, manifest_labels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSpec:
+    cache: str
+    manifest: str | None = None  # default: CACHE/manifest.parquet
+    visual: tuple[str, ...] = ("i3d", "i3d_flow")
+    audio: tuple[str, ...] = ("pann",)
+    domains: tuple[str, ...] | None = None  # None: every domain in the manifest
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    joint: bool = False  # one model over all training domains instead of one per domain
+    val_fraction: float = 0.0  # >0: carve validation videos out of the training videos, stop early on them
+    head: dict = field(default_factory=dict)  # HeadConfig fields overriding the defaults (arch: {...} too)
+
+    def head_config(self) -> HeadConfig:
+        base = HeadConfig().to_dict()
+        for k, v in self.head.items():
+            if k == "arch":
+                base["arch"].update(v)
+            else:
+                base[k] = v
+        return HeadConfig.from_dict(base)
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.manifest) if self.manifest else Path(self.cache) / "manifest.parquet"
+
+
+@dataclass
+class LabelledVideo:
+    """A manifest video with its cached features: what training reads."""
+
+    video: Video
+    labels: VideoLabels
+
+    @property
+    def domain(self) -> str:
+        return self.labels.domain
+
+    @property
+    def split(self) -> str:
+        return self.labels.split
+
+
+def read_manifest_at(path: Path) -> pd.DataFrame:
+    from hl.data_manifests.schema import read_manifest
+
+    if not path.exists():
+        raise HLError(f"{path}: no manifest (pass --manifest, or import one into the cache)")
+    return read_manifest(path)
+
+
+def load_videos(store: FeatureStore, manifest: pd.DataFrame, visual: Sequence[str],
+                audio: Sequence[str]) -> tuple[list[LabelledVideo], list[str]]:
+    """Labelled videos for every manifest video whose features are cached. Returns (videos, missing ids).
+
+    Features and labels are cropped to the shorter of the two (released features can differ by a clip)."""
+    videos, missing = [], []
+    for labels in manifest_labels(manifest):
+        vid = labels.video_id
+        v = store.stack(vid, visual)
+        if v is None:
+            missing.append(vid)
+            continue
+        a = store.stack(vid, audio) if audio else None
+        n = min(len(labels.labels), len(v[0]))
+        audio_x = None
+        if a is not None and a[1][:n].any():
+            audio_x = a[0][:n].copy()
+            audio_x[~a[1][:n]] = 0.0
+        videos.append(LabelledVideo(Video(vid, v[0][:n], audio_x, labels.labels[:n]), labels))
+    return videos, missing
+
+
+def resolve_domains(manifest: pd.DataFrame, requested: Sequence[str] | None) -> list[str]:
+    """The requested domains (all of the manifest's when None), checked against the manifest."""
+    present = set(manifest["domain"].unique())
+    domains = sorted(present) if not requested else list(requested)
+    unknown = set(domains) - present
+    if unknown:
+        raise HLError(f"domains not in the manifest: {', '.join(sorted(unknown))}")
+    return domains
+
+
+def domain_manifest(manifest: pd.DataFrame, domain: str, domains: Sequence[str] | None) -> pd.DataFrame:
+    """The rows a task of `domain` trains and tests on (the joint model: every requested domain)."""
+    if domain != JOINT:
+        return manifest[manifest["domain"] == domain]
+    return manifest[manifest["domain"].isin(domains)] if domains else manifest
+
+
+def _carve_validation(train: list[LabelledVideo], fraction: float, seed: int):
+    if fraction <= 0 or len(train) < 2:
+        return train, []
+    rng = np.random.default_rng(seed)
+    k = min(len(train) - 1, max(1, int(round(fraction * len(train)))))
+    pick = set(rng.choice(len(train), size=k, replace=False).tolist())
+    return [v for i, v in enumerate(train) if i not in pick], [v for i, v in enumerate(train) if i in pick]
+
+
+def train_task(spec: TrainSpec, run_dir: str, domain: str, seed: int, threads: int = 1) -> dict:
+    """Train one head (one domain, or the joint model) for one seed; score its test videos. Runs on a worker."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    t0 = time.perf_counter()
+    run = Run.open(run_dir)
+    manifest = domain_manifest(read_manifest_at(spec.manifest_path), domain, spec.domains)
+    videos, _ = load_videos(FeatureStore(spec.cache), manifest, spec.visual, spec.audio)
+    train = [v for v in videos if v.split == "train"]
+    test = [v for v in videos if v.split == "test"]
+    if not train:
+        raise HLError(f"domain {domain!r}: no training videos with cached features")
+    config = spec.head_config()
+    fit_train, val = _carve_validation(train, spec.val_fraction, seed)
+    if val and config.patience is None:
+        config.patience = 10
+    model, history = fit([v.video for v in fit_train], config, seed=seed, val=[v.video for v in val] or None)
+    save(model, config, run.model_path(domain, seed))
+    run.write_history(domain, seed, history)
+    scores = score(model, [v.video for v in test]) if test else []
+    rows = []
+    for v, s in zip(test, scores):
+        rows.extend({"video_id": v.video.video_id, "domain": v.domain, "seed": seed, "segment": i,
+                     "score": float(x)} for i, x in enumerate(s))
+    return {"domain": domain, "seed": seed, "scores": rows, "train_videos": len(fit_train),
+            "val_videos": len(val), "test_videos": len(test), "epochs": len(history),
+            "seconds": time.perf_counter() - t0}
+
+
+def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
+                progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
+    """Train every (domain, seed) head as parallel Dask tasks, score the test videos, compute the metrics.
+    Returns the metrics table (also written to RUN/metrics.parquet)."""
+    if not spec.visual:
+        raise HLError("no visual features named (--visual)")
+    if not spec.seeds:
+        raise HLError("no seeds given (--seeds)")
+    manifest = read_manifest_at(spec.manifest_path)
+    store = FeatureStore(spec.cache)
+    domains = resolve_domains(manifest, spec.domains)
+    manifest = manifest[manifest["domain"].isin(domains)]
+    videos, missing = load_videos(store, manifest, spec.visual, spec.audio)
+    if not videos:
+        raise HLError(f"{spec.cache}: no cached {'+'.join(spec.visual)} features for the manifest's videos")
+    if missing:
+        log.warning("%d manifest videos have no cached features and are left out: %s", len(missing),
+                    ", ".join(missing[:5]))
+    trained_on = [v.video.video_id for v in videos if v.split == "train"]
+    run = Run.create(run_dir, RunConfig(
+        kind="segment", visual=list(spec.visual), audio=list(spec.audio),
+        features=feature_origins(store, trained_on, [*spec.visual, *spec.audio]),
+        segments=segment_windows(store, trained_on, spec.visual[0], manifest),
+        cache=str(spec.cache), manifest=str(spec.manifest_path), domains=domains, seeds=list(spec.seeds),
+        joint=spec.joint, head=spec.head_config().to_dict(),
+        training={"spec": asdict(spec), "missing_videos": missing},
+    ))
+    jobs = [(spec, str(run.path), d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
+    results = run_tasks(train_task, jobs, scheduler, workers or os.cpu_count() or 1, "hl-train", progress)
+    scores = run.write_results(results)
+    metrics = evaluate_scores(scores, [v.labels for v in videos])
+    run.write_metrics(metrics)
+    return metrics
