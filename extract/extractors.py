@@ -42,8 +42,6 @@ from .decode import AUDIO_RATE, AudioCursor, VideoSource
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
 
 @dataclass(frozen=True)
 class ExtractorDef:

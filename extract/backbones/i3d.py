@@ -28,9 +28,8 @@ from ._registry import BackboneSpec, as_uint8_video, register
 
 Triple = tuple[int, int, int]
 
-# Temporal stride of the network up to Mixed_5c (Conv3d_1a, MaxPool3d_4a and MaxPool3d_5a halve time);
+# Time is halved three times up to Mixed_5c (Conv3d_1a, MaxPool3d_4a and MaxPool3d_5a: stride 8 in all) and
 # the average pool needs at least 2 steps there, hence at least 9 input frames.
-TEMPORAL_STRIDE = 8
 MIN_FRAMES = 9
 # Spatial stride 32 and a 7x7 average pool: at least ceil(H/32) = 7, i.e. H, W >= 193.
 MIN_SIZE = 193
