@@ -34,14 +34,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hl.common import HLError, one_line
+
 ENV_VAR = "HL_WEIGHTS_DIR"
 MANIFEST = "weights.json"
 USER_DIR = "user"
 _CHUNK = 1 << 20  # 1 MiB: read/hash/stream granularity
-
-
-class WeightsError(Exception):
-    """A weights file is missing, unreadable, does not fit its backbone, or could not be downloaded."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def _read_manifest(root: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(files, dict):
             raise TypeError("'files' is not an object")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise WeightsError(f"{path}: not a readable weights manifest ({e})") from None
+        raise HLError(f"{path}: not a readable weights manifest ({e})") from None
     return files
 
 
@@ -276,7 +274,7 @@ def weights_hash(path: str | os.PathLike | None) -> str:
     try:
         st = p.stat()
     except OSError as e:
-        raise WeightsError(f"weights file {path}: {e.strerror or e}") from None
+        raise HLError(f"weights file {path}: {e.strerror or e}") from None
     key = (str(p), st.st_size, st.st_mtime_ns)
     with _HASHES_LOCK:
         if key in _HASHES:
@@ -303,7 +301,7 @@ def _spec(backbone: str):
     try:
         return get_spec(backbone)
     except KeyError as e:
-        raise WeightsError(str(e.args[0]) if e.args else f"unknown backbone {backbone!r}") from None
+        raise HLError(str(e.args[0]) if e.args else f"unknown backbone {backbone!r}") from None
 
 
 def _shape(shape) -> str:
@@ -315,7 +313,7 @@ def check_checkpoint(backbone: str, path: str | os.PathLike) -> list[str]:
 
     The file is read with the backbone's checkpoint filter (as ``create`` reads it) and compared with
     ``get_spec(backbone).build().state_dict()``: "missing: NAME", "unexpected: NAME",
-    "shape of NAME: file [a,b] != model [c,d]". A file that cannot be read raises WeightsError.
+    "shape of NAME: file [a,b] != model [c,d]". A file that cannot be read raises HLError.
     """
     import torch
 
@@ -324,13 +322,13 @@ def check_checkpoint(backbone: str, path: str | os.PathLike) -> list[str]:
     spec = _spec(backbone)
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such file")
+        raise HLError(f"{path}: no such file")
     try:
         state = load_state_dict(spec, path)
     except Exception as e:  # unpickling runs arbitrary code paths: any failure means "not this format"
-        raise WeightsError(f"{path}: cannot read it as a {backbone} checkpoint ({_one_line(e)})") from None
+        raise HLError(f"{path}: cannot read it as a {backbone} checkpoint ({one_line(e)})") from None
     if not isinstance(state, Mapping):
-        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a {backbone} state dict")
+        raise HLError(f"{path}: holds a {type(state).__name__}, not a {backbone} state dict")
 
     layout = model_layout(spec)
     metadata = getattr(state, "_metadata", None)
@@ -399,15 +397,10 @@ def _filled_by_load(key: str, layout: ModelLayout, metadata) -> bool:
     return version is None or version < 2
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-
-
-def _differences_error(path: Path, backbone: str, diffs: list[str]) -> WeightsError:
+def _differences_error(path: Path, backbone: str, diffs: list[str]) -> HLError:
     lines = "\n".join(f"  {d}" for d in diffs)
     n = len(diffs)
-    return WeightsError(f"{path} does not fit backbone {backbone} ({n} difference{'s' * (n != 1)}):\n{lines}")
+    return HLError(f"{path} does not fit backbone {backbone} ({n} difference{'s' * (n != 1)}):\n{lines}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -423,7 +416,7 @@ def _resolve_name(name_or_backbone: str, file: Path) -> tuple[str, str, str]:
 
     backbone = name_or_backbone
     if backbone not in list_backbones():
-        raise WeightsError(
+        raise HLError(
             f"unknown weights name or backbone {backbone!r}; names: {', '.join(REGISTRY)}; "
             f"backbones: {', '.join(list_backbones())}"
         )
@@ -440,11 +433,11 @@ def add_weights(name_or_backbone: str, file: str | os.PathLike,
 
     `name_or_backbone` is a registry entry (the file is stored under the entry's file name) or a
     backbone (a file of the user's own, stored under user/<backbone>/). Any difference in parameter
-    names or shapes raises WeightsError listing all of them. `copy=False` links instead of copying.
+    names or shapes raises HLError listing all of them. `copy=False` links instead of copying.
     """
     src = Path(file).expanduser()
     if not src.is_file():
-        raise WeightsError(f"{src}: no such file")
+        raise HLError(f"{src}: no such file")
     name, backbone, rel = _resolve_name(name_or_backbone, src)
     diffs = check_checkpoint(backbone, src)
     if diffs:
@@ -452,7 +445,7 @@ def add_weights(name_or_backbone: str, file: str | os.PathLike,
     digest = file_sha256(src)
     entry = REGISTRY.get(name)
     if entry is not None and entry.sha256 is not None and digest != entry.sha256:
-        raise WeightsError(
+        raise HLError(
             f"{src} has sha256 {digest}, but {name} is the published file with sha256 {entry.sha256}; "
             f"add your own file under the backbone name {backbone!r} instead"
         )
@@ -500,7 +493,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             target = lock_path.with_name(lock_path.name[1:].removesuffix(".lock"))
-            raise WeightsError(f"another process is downloading {target}") from None
+            raise HLError(f"another process is downloading {target}") from None
         try:
             yield
         finally:
@@ -517,12 +510,12 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     return start, total
 
 
-def _network_error(url: str, e: BaseException) -> WeightsError:
+def _network_error(url: str, e: BaseException) -> HLError:
     if isinstance(e, urllib.error.HTTPError):
-        return WeightsError(f"cannot download {url}: HTTP {e.code} {e.reason}")
+        return HLError(f"cannot download {url}: HTTP {e.code} {e.reason}")
     reason = e.reason if isinstance(e, urllib.error.URLError) else e
     text = str(reason).strip().splitlines()
-    return WeightsError(f"cannot download {url}: {text[0] if text else type(reason).__name__}")
+    return HLError(f"cannot download {url}: {text[0] if text else type(reason).__name__}")
 
 
 def _fetch(url: str, part: Path, timeout: float, progress: bool, label: str,
@@ -559,7 +552,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool, label: str,
             elif resp.status == 200:  # no range support (or no .part yet): the whole file from byte 0
                 offset, mode, total = 0, "wb", None
             else:
-                raise WeightsError(f"cannot download {url}: unexpected HTTP status {resp.status}")
+                raise HLError(f"cannot download {url}: unexpected HTTP status {resp.status}")
             length = resp.headers.get("Content-Length")
             length = int(length) if length is not None and length.isdigit() else None
             if total is None:
@@ -575,19 +568,19 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool, label: str,
                         bar.update(len(block))
                 except (OSError, ValueError) as e:  # reset, timeout, IncompleteRead, ...
                     f.flush()
-                    raise WeightsError(
-                        f"download of {url} stopped at {offset + received} bytes ({_one_line(e)}); "
+                    raise HLError(
+                        f"download of {url} stopped at {offset + received} bytes ({one_line(e)}); "
                         "run it again to resume"
                     ) from None
                 f.flush()
                 os.fsync(f.fileno())
             if length is not None and received < length:
-                raise WeightsError(
+                raise HLError(
                     f"download of {url} stopped at {offset + received} of {offset + length} bytes "
                     "(connection closed); run it again to resume"
                 )
             return
-    raise WeightsError(f"cannot download {url}: the server does not answer range requests consistently")
+    raise HLError(f"cannot download {url}: the server does not answer range requests consistently")
 
 
 def download_weights(name: str, weights_dir: str | os.PathLike | None = None, url: str | None = None,
@@ -601,16 +594,16 @@ def download_weights(name: str, weights_dir: str | os.PathLike | None = None, ur
     file is returned as is unless `force`.
     """
     if name not in REGISTRY:
-        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}")
+        raise HLError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}")
     entry = REGISTRY[name]
     if url is None and not entry.direct:
-        raise WeightsError(
+        raise HLError(
             f"{name} is published at {entry.url}, a page that does not hand the file to scripts: "
             f"download {entry.file_name} in a browser, then add it with `hl weights add {name} FILE`"
         )
     src = url or entry.url
     if urllib.parse.urlsplit(src).scheme not in ("http", "https"):
-        raise WeightsError(f"cannot download {src}: only http:// and https:// addresses are supported")
+        raise HLError(f"cannot download {src}: only http:// and https:// addresses are supported")
     root = _root(weights_dir)
     dest = root / entry.file_name
     if dest.is_file() and not force:
@@ -630,13 +623,13 @@ def download_weights(name: str, weights_dir: str | os.PathLike | None = None, ur
         else:
             try:
                 diffs = check_checkpoint(entry.backbone, part)
-            except WeightsError as e:
+            except HLError as e:
                 diffs = [str(e)]
             if diffs:
                 problem = "it does not fit backbone " + entry.backbone + ": " + "; ".join(diffs)
         if problem is not None:
             part.unlink()
-            raise WeightsError(f"downloaded {entry.file_name} from {src} was removed: {problem}")
+            raise HLError(f"downloaded {entry.file_name} from {src} was removed: {problem}")
         os.replace(part, dest)
     _record(root, entry.name, entry.backbone, entry.file_name, digest, size, src)
     _remember_hash(dest, digest)

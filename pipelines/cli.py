@@ -110,11 +110,12 @@ def weights_list(weights_dir):
 @_weights_dir_option
 def weights_add(name, file, weights_dir):
     """Check FILE against backbone/entry NAME (every parameter name and shape) and put it in place."""
-    from hl.extract.weights import WeightsError, add_weights
+    from hl.common import HLError
+    from hl.extract.weights import add_weights
 
     try:
         dest = add_weights(name, file, weights_dir)
-    except WeightsError as exc:
+    except HLError as exc:
         _fail(str(exc))
     click.echo(f"added {file} as {name}: {dest}")
 
@@ -126,11 +127,12 @@ def weights_add(name, file, weights_dir):
 @_weights_dir_option
 def weights_download(name, url, force, weights_dir):
     """Download checkpoint NAME (resumable, verified)."""
-    from hl.extract.weights import WeightsError, download_weights
+    from hl.common import HLError
+    from hl.extract.weights import download_weights
 
     try:
         dest = download_weights(name, weights_dir, url=url, force=force)
-    except WeightsError as exc:
+    except HLError as exc:
         _fail(str(exc))
     click.echo(f"{name}: {dest}")
 
@@ -250,14 +252,15 @@ def manifest(kind, source, out, splits, segment_seconds, fps, videos, domain, sp
 
 
 def _durations_from(folder: Path) -> dict[str, float]:
-    from hl.extract.decode import DecodeError, VideoSource
+    from hl.common import HLError
+    from hl.extract.decode import VideoSource
     from hl.pipelines.extract_stage import discover_videos
 
     out = {}
     for item in discover_videos(folder):
         try:
             out[item.video_id] = VideoSource(item.path).info.duration
-        except DecodeError:
+        except HLError:
             continue
     return out
 

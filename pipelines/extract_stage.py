@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hl.common import HLError
 from hl.extract import segments as seg
-from hl.extract.decode import DecodeError, VideoSource
+from hl.extract.decode import VideoSource
 from hl.extract.extractors import (
     EXTRACTORS,
     FALLBACKS,
@@ -191,7 +192,7 @@ def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, setti
         emit = _progress_emitter(item.video_id)
         result = extract_video(source, segments, [(p.extractor, p.weights) for p, _ in todo], settings,
                                progress=emit)
-    except DecodeError as exc:
+    except HLError as exc:
         return _fail_all(store, item, [p for p, _ in todo], fp, segment_seconds, str(exc), settings, spec)
     except Exception as exc:  # noqa: BLE001 - one bad video never stops the batch
         log.debug("extraction failed for %s:\n%s", item.path, traceback.format_exc())

@@ -77,7 +77,8 @@ def write_map_pictures(preds: dict[str, dict], run: Run | str | Path, cache: str
     be read the maps are drawn alone."""
     from matplotlib.figure import Figure
 
-    from hl.extract.decode import DecodeError, VideoSource
+    from hl.common import HLError
+    from hl.extract.decode import VideoSource
     from hl.extract.segments import time_to_frame
 
     run = open_pixel_run(run)
@@ -97,7 +98,7 @@ def write_map_pictures(preds: dict[str, dict], run: Run | str | Path, cache: str
             source = VideoSource(store.attrs(vid, maps_name)["source_path"])
             idx = time_to_frame(times[pick], source.info.fps, source.info.num_frames)
             images = source.frames(idx)
-        except (DecodeError, KeyError, OSError) as exc:
+        except (HLError, KeyError, OSError) as exc:
             log.warning("%s: drawing maps without frames (%s)", vid, exc)
         fig = Figure(figsize=(2.2 * len(pick), 4.6), dpi=100)
         grid = fig.add_gridspec(2, len(pick), height_ratios=[1.0, 0.9])

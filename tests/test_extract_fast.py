@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from hl.common import HLError
 from hl.data_manifests.synthetic import write_video
 from hl.extract import extractors as ex
 from hl.extract import segments as seg
 from hl.extract.backbones import create, get_spec
-from hl.extract.decode import DecodeError, VideoSource
+from hl.extract.decode import VideoSource
 
 
 @pytest.fixture(autouse=True)
@@ -66,12 +67,12 @@ def test_chunk_size_does_not_change_features(video):
 def _items_then_failure():
     yield 1
     yield 2
-    raise DecodeError("x.mp4: cannot decode frame 7")
+    raise HLError("x.mp4: cannot decode frame 7")
 
 
 def test_prefetcher_raises_the_producers_error_in_the_consumer():
     got = []
-    with pytest.raises(DecodeError, match="cannot decode frame 7"):
+    with pytest.raises(HLError, match="cannot decode frame 7"):
         for item in ex.Prefetcher(_items_then_failure(), depth=1):
             got.append(item)
     assert got == [1, 2]
