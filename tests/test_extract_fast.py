@@ -9,7 +9,7 @@ from hl.common import HLError
 from hl.data_manifests.synthetic import write_video
 from hl.extract import extractors as ex
 from hl.extract import segments as seg
-from hl.extract.backbones import create, get_spec
+from hl.extract.backbones import create, get_spec, list_backbones
 from hl.extract.decode import VideoSource
 
 
@@ -102,7 +102,7 @@ _LEVEL = {"c3d": 1.0, "c3d_maps": 1.0, "c3d_maps_static": 1.0, "r3d34": 1.0, "i3
           "stats": 1 / 255, "motion_saliency": 1 / 255}
 
 
-@pytest.mark.parametrize("backbone", sorted(ex.FRAME_RESIZE))
+@pytest.mark.parametrize("backbone", sorted(b for b in list_backbones() if get_spec(b).frame_size is not None))
 @pytest.mark.parametrize("hw", [(240, 320), (320, 180)])
 def test_uint8_resize_first_matches_the_backbones_own_preprocessing(backbone, hw):
     spec = get_spec(backbone)
@@ -110,7 +110,7 @@ def test_uint8_resize_first_matches_the_backbones_own_preprocessing(backbone, hw
     frames = torch.from_numpy(rng.integers(0, 256, (1, 2, *hw, 3), dtype=np.uint8))
     frames = torch.nn.functional.avg_pool2d(frames[0].permute(0, 3, 1, 2).float(), 3, 1, 1).round()
     frames = frames.to(torch.uint8).permute(0, 2, 3, 1)[None]  # smooth images, as video frames are
-    size, antialias = ex.FRAME_RESIZE[backbone](*hw)
+    size, antialias = ex.frame_resize(backbone, *hw)
     small = ex.resize_frames(frames[0], size, antialias)
     assert small.dtype == torch.uint8 and tuple(small.shape) == (2, *size, 3)
     direct = spec.preprocess(frames)

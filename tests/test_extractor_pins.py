@@ -90,3 +90,46 @@ def test_weights_entries_are_pinned():
     assert W.REGISTRY["i3d_rgb_imagenet"].sha256 == "2609088c2e8c868187c9921c50bc225329a9057ed75e76120e0b4a397a2c7538"
     assert W.REGISTRY["pann_cnn14"].sha256 == "0dc499e40e9761ef5ea061ffc77697697f277f6a960894903df3ada000e34b31"
     assert sum(e.sha256 is not None for e in W.REGISTRY.values()) == 2
+
+
+def test_extractors_are_pinned():
+    # the order is the backbones' registration order (hl.extract.backbones); before the definitions moved into
+    # the backbone modules c3d_maps was listed after tased_maps: nothing depends on where window extractors are
+    assert [(d.name, d.backbone, d.sampling, d.output, d.target_rate, d.needs_weights)
+            for d in ex.EXTRACTORS.values()] == [
+        ("i3d", "i3d", "segment", "features", 2.0, True),
+        ("c3d", "c3d", "segment", "features", 2.0, True),
+        ("c3d_maps", "c3d_maps", "window", "maps", 2.0, True),
+        ("r3d34", "r3d34", "segment", "features", 2.0, True),
+        ("pann", "pann", "audio", "features", 2.0, True),
+        ("tased", "tased", "window", "saliency", 2.0, True),
+        ("tased_maps", "tased_maps", "window", "maps", 2.0, True),
+        ("c3d_maps_static", "c3d_maps_static", "window", "maps", 2.0, True),
+        ("tased_maps_static", "tased_maps_static", "window", "maps", 2.0, True),
+        ("stats", "stats", "segment", "features", 2.0, False),
+        ("stats_audio", "stats_audio", "audio", "features", 2.0, False),
+        ("motion_saliency", "motion_saliency", "window", "saliency", 2.0, False),
+    ]
+    # what `hl extract` picks by default keeps its order: the pretrained segment and audio extractors
+    assert [d.name for d in ex.EXTRACTORS.values() if d.needs_weights and d.sampling != "window"] == [
+        "i3d", "c3d", "r3d34", "pann"]
+    assert ex.FALLBACKS == {"tased": "motion_saliency"}
+    assert ex.WEIGHT_FREE == ("stats", "stats_audio")
+    assert ex.get_extractor("c3d_maps").description == (
+        "C3D conv5b maps of the 16 frames ending at each target frame, float16")
+
+
+@pytest.mark.parametrize("hw", [(240, 320), (97, 301)])
+def test_frame_sizes_are_pinned(hw):
+    from hl.extract.backbones import list_backbones
+
+    rules = {b: ex.frame_resize(b, *hw) for b in list_backbones()}
+    expected = {
+        (240, 320): {"c3d": ((128, 171), True), "i3d": ((256, 341), True), "r3d34": ((112, 149), True)},
+        (97, 301): {"c3d": ((128, 171), True), "i3d": ((256, 794), True), "r3d34": ((112, 347), True)},
+    }[hw]
+    expected |= {"c3d_maps": expected["c3d"], "c3d_maps_static": expected["c3d"],
+                 "tased": ((224, 384), False), "tased_maps": ((224, 384), False),
+                 "tased_maps_static": ((224, 384), False), "stats": ((64, 64), True),
+                 "motion_saliency": ((224, 384), True)}
+    assert {b: r for b, r in rules.items() if r is not None and not b.startswith("_")} == expected

@@ -468,19 +468,22 @@ def test_registry_entries_are_well_formed():
         assert e.backbone in {"i3d", "i3d_flow", "c3d", "r3d34", "pann", "tased"}
         assert e.description and e.license
     assert W.REGISTRY["i3d_flow_imagenet"].backbone == "i3d_flow"
-    assert "c3d_maps" in W.REGISTRY["c3d_sports1m"].also_fits
+    assert "c3d_maps" in W.backbones_for("c3d_sports1m")
 
 
 def test_registry_and_backbone_specs_name_each_other():
-    named = {e.backbone for e in W.REGISTRY.values()} | {b for e in W.REGISTRY.values() for b in e.also_fits}
+    named = {e.backbone for e in W.REGISTRY.values()}
+    named |= {b for e in W.REGISTRY.values() for b in W.backbones_for(e.name)}
     missing = sorted(named - set(list_backbones()))
     if missing:
         pytest.skip(f"backbones not registered yet: {missing}")
     for backbone in named:
-        for name in get_spec(backbone).weights:  # what a spec names must be a registry entry that fits it
-            assert name in W.REGISTRY, f"backbone {backbone} names unknown weights {name!r}"
-            e = W.REGISTRY[name]
-            assert backbone in (e.backbone, *e.also_fits)
+        for listed in get_spec(backbone).weights:  # what a spec lists must be a registry entry that fits it
+            assert listed.name in W.REGISTRY, f"backbone {backbone} names unknown weights {listed.name!r}"
+            e = W.REGISTRY[listed.name]
+            assert e == listed and backbone in W.backbones_for(e.name)
+    for e in W.REGISTRY.values():  # the backbone an entry was made for lists it
+        assert e in get_spec(e.backbone).weights
 
 
 # ----------------------------------------------------------------------------------------------
@@ -545,7 +548,7 @@ PUBLIC_LAYOUTS = {
 @pytest.mark.parametrize("name", sorted(PUBLIC_LAYOUTS))
 def test_public_container_of_each_entry_fits_its_backbone(name, tmp_path):
     e = W.REGISTRY[name]
-    for backbone in (e.backbone, *e.also_fits):
+    for backbone in W.backbones_for(name):
         if backbone not in list_backbones():
             pytest.skip(f"backbone {backbone} is not registered yet")
         expected = _zero_view_state(backbone)

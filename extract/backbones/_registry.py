@@ -1,7 +1,10 @@
 """One registry of backbones and their pretrained configs (timm style).
 
-Each model file registers a :class:`BackboneSpec`: how to build the module, what input it takes,
-how to preprocess decoded frames or audio for it, and how to adapt the keys of its public checkpoint.
+Each model file registers a :class:`BackboneSpec`: how to build the module, what input it takes, how to
+preprocess decoded frames or audio for it (and the frame size that preprocessing resizes to), how to adapt the
+keys of its public checkpoint, the public checkpoint files it reads (:class:`WeightsEntry`) and the extractors
+that run it (:class:`ExtractorDef`). Everything else is derived from the registered specs, in registration
+order: ``hl.extract.weights.REGISTRY``, ``hl.extract.extractors.EXTRACTORS``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,37 @@ import torch
 from torch import nn
 
 _REGISTRY: dict[str, BackboneSpec] = {}
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """A public checkpoint file: where it comes from and which backbone it was made for."""
+
+    name: str  # registry key, e.g. "i3d_rgb_imagenet"
+    backbone: str  # registered backbone the file was made for (every spec that reads it lists this entry)
+    file_name: str  # the public file name; the file is stored under it in the weights directory
+    url: str  # the public source address
+    sha256: str | None = None  # None when no checksum of the file is known
+    size: int | None = None  # bytes; None if unknown
+    description: str = ""
+    license: str = ""
+    # False where the address is a web page (Google Drive) that does not hand the file to a script:
+    # the user downloads it in a browser and adds it with add_weights.
+    direct: bool = True
+
+
+@dataclass(frozen=True)
+class ExtractorDef:
+    """How one named extractor samples its input from a video."""
+
+    name: str
+    backbone: str
+    sampling: str  # "segment" | "window" | "audio"
+    output: str = "features"  # "features" (float32 rows), "saliency" (uint8 maps), "maps" (float16 tensors)
+    target_rate: float = 2.0  # window extractors: target frames per second
+    needs_weights: bool = True
+    description: str = ""
+    fallback: str | None = None  # the weight-free extractor that stands in when the weights are absent
 
 
 @dataclass(frozen=True)
@@ -34,7 +68,12 @@ class BackboneSpec:
     min_samples: int = 0
     feature_shape: tuple[int, ...] = ()  # the per-clip output shape; () means (feature_dim,)
     checkpoint_filter: Callable[[Any], dict[str, torch.Tensor]] | None = None
-    weights: tuple[str, ...] = ()  # names in hl.extract.weights.REGISTRY that fit this backbone
+    weights: tuple[WeightsEntry, ...] = ()  # the public checkpoints that load into this backbone, preferred first
+    extractors: tuple[ExtractorDef, ...] = ()  # the extractors that run this backbone
+    # video: the (height, width) `preprocess` resizes a decoded H x W frame to, and whether it antialiases;
+    # extraction brings frames to that size once, in uint8, so that `preprocess` has nothing left to resize
+    frame_size: Callable[[int, int], tuple[int, int]] | None = None
+    frame_antialias: bool = True
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -42,6 +81,9 @@ class BackboneSpec:
 def register(spec: BackboneSpec) -> BackboneSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"backbone {spec.name!r} is registered twice")
+    for d in spec.extractors:
+        if d.backbone != spec.name:
+            raise ValueError(f"backbone {spec.name!r} declares extractor {d.name!r} of backbone {d.backbone!r}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -55,6 +97,11 @@ def get_spec(name: str) -> BackboneSpec:
 
 def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def registered_specs() -> list[BackboneSpec]:
+    """Every registered spec, in registration order (the order weights and extractors are listed in)."""
+    return list(_REGISTRY.values())
 
 
 def load_state_dict(spec: BackboneSpec, path: str | Path) -> dict[str, torch.Tensor]:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._registry import BackboneSpec, register
+from ._registry import BackboneSpec, ExtractorDef, WeightsEntry, register
 
 SAMPLE_RATE = 32000
 N_FFT = 1024
@@ -238,6 +238,16 @@ def preprocess(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
     return F.pad(wave, (0, short)) if short > 0 else wave
 
 
+CNN14 = WeightsEntry(
+    "pann_cnn14", "pann", "Cnn14_mAP=0.431.pth",
+    "https://zenodo.org/record/3576403/files/Cnn14_mAP%3D0.431.pth?download=1",
+    # Zenodo lists an md5 only; this sha256 and size are the ones independent users record.
+    sha256="0dc499e40e9761ef5ea061ffc77697697f277f6a960894903df3ada000e34b31",
+    size=327_428_481,
+    description="PANNs Cnn14 trained on AudioSet, 32 kHz, mAP 0.431 (qiuqiangkong/audioset_tagging_cnn)",
+    license="code MIT (qiuqiangkong/audioset_tagging_cnn); see Zenodo record 3576403 for the weights",
+)
+
 register(
     BackboneSpec(
         name="pann",
@@ -249,7 +259,8 @@ register(
         sample_rate=SAMPLE_RATE,
         min_samples=MIN_SAMPLES,
         checkpoint_filter=checkpoint_filter,
-        weights=("pann_cnn14",),
+        weights=(CNN14,),
+        extractors=(ExtractorDef("pann", "pann", "audio", description="PANNs Cnn14 embedding, 2048-d"),),
         notes="PANNs Cnn14 (Cnn14_mAP=0.431.pth), 32 kHz mono; log-mel front end in plain torch.",
     )
 )
