@@ -434,7 +434,7 @@ def test_list_weights_shows_presence(tmp_path):
 def test_weights_hash_is_cached_per_file_version(tmp_path, monkeypatch):
     calls = []
     real = W.file_sha256
-    monkeypatch.setattr(W, "file_sha256", lambda p, *a: calls.append(p) or real(p, *a))
+    monkeypatch.setattr(W.hashing, "file_sha256", lambda p, *a: calls.append(p) or real(p, *a))
     f = tmp_path / "w.pth"
     f.write_bytes(b"a" * 1000)
     assert W.weights_hash(None) == "none"
