@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import re
 import tempfile
 import threading
@@ -577,3 +578,30 @@ def test_i3d_charades_checkpoint_with_157_classes_fits(tmp_path):
     state["Mixed_5c.b0.conv3d.weight"] = torch.zeros(1, 1, 1, 1, 1)
     torch.save(state, tmp_path / "bad.pt")
     assert any("Mixed_5c.b0.conv3d.weight" in d for d in check_checkpoint("i3d", tmp_path / "bad.pt"))
+
+
+# ----------------------------------------------------------------------------------------------
+# a checkpoint that would run code when unpickled is refused, and nothing of it runs
+
+
+@pytest.mark.parametrize("backbone", [TINY, "pann"])  # pann: its checkpoint's numpy allow-list admits no more
+def test_a_checkpoint_that_would_run_code_is_refused(backbone, tmp_path):
+    from checkpoint_files import code_running_checkpoints
+
+    from hl.extract.backbones import create
+
+    marker = tmp_path / "ran"
+    state = {"module." + k: v for k, v in Tiny().state_dict().items()}
+    for f in code_running_checkpoints(tmp_path, marker, state):
+        calls = [lambda f=f: W.check_checkpoint(backbone, f),
+                 lambda f=f: W.add_weights(backbone, f, weights_dir=tmp_path / "w"),
+                 lambda f=f: create(backbone, weights=f)]
+        for call in calls:
+            with pytest.raises(HLError) as err:
+                call()
+            msg = str(err.value)
+            system = f"{os.system.__module__}.system"  # posix.system
+            assert msg.startswith(f"{f}: not a plain checkpoint: it asks to run code on load ({system})")
+            assert "\n" not in msg
+        assert not marker.exists()
+        assert not (tmp_path / "w" / "user" / backbone / f.name).exists()

@@ -8,6 +8,9 @@ order: ``hl.extract.weights.REGISTRY``, ``hl.extract.extractors.EXTRACTORS``.
 """
 from __future__ import annotations
 
+import pickle
+import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from hl.common import HLError
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
@@ -68,6 +73,9 @@ class BackboneSpec:
     min_samples: int = 0
     feature_shape: tuple[int, ...] = ()  # the per-clip output shape; () means (feature_dim,)
     checkpoint_filter: Callable[[Any], dict[str, torch.Tensor]] | None = None
+    # what the public checkpoint holds besides tensors and plain containers, allowed while it loads (entries of
+    # torch.serialization.safe_globals: a class or function, or (it, "the dotted name the file gives it"))
+    checkpoint_globals: tuple[Any, ...] = ()
     weights: tuple[WeightsEntry, ...] = ()  # the public checkpoints that load into this backbone, preferred first
     extractors: tuple[ExtractorDef, ...] = ()  # the extractors that run this backbone
     # video: the (height, width) `preprocess` resizes a decoded H x W frame to, and whether it antialiases;
@@ -104,9 +112,32 @@ def registered_specs() -> list[BackboneSpec]:
     return list(_REGISTRY.values())
 
 
+# torch's allow-list of globals is process-wide: loads that extend it take turns
+_LOAD_LOCK = threading.Lock()
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_checkpoint(path: str | Path, allowed: tuple[Any, ...] = ()) -> Any:
+    """torch.load with ``weights_only=True``: tensors, numbers, strings and containers, plus the `allowed`
+    globals; a file that asks to run other code on load is refused with an HLError, and nothing of it runs."""
+    with _LOAD_LOCK, torch.serialization.safe_globals(list(allowed)):
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            text = str(e)
+            code = _GLOBAL.search(text)
+            if code is not None:
+                raise HLError(f"{path}: not a plain checkpoint: it asks to run code on load ({code[1]}); "
+                              "hl loads only tensors, numbers, strings and containers") from None
+            # torch's first line is generic advice; the cause follows "WeightsUnpickler error:"
+            cause = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
+            raise pickle.UnpicklingError(cause[0] if cause else text) from None
+
+
 def load_state_dict(spec: BackboneSpec, path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file in its public format and return the state dict our module expects."""
-    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    """Read a checkpoint file in its public format and return the state dict our module expects. The file is
+    read with ``weights_only=True`` (see :func:`read_checkpoint`): loading it never runs code from it."""
+    obj = read_checkpoint(path, spec.checkpoint_globals)
     if spec.checkpoint_filter is not None:
         return spec.checkpoint_filter(obj)
     if isinstance(obj, dict) and "state_dict" in obj:

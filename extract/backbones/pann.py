@@ -213,6 +213,19 @@ class Cnn14(nn.Module):
         return torch.sigmoid(self.fc_audioset(self.embedding(wave)))
 
 
+def _numpy_array_globals() -> tuple[Any, ...]:
+    """What unpickling an int64 numpy array takes: the official checkpoint also holds the training sampler's
+    state (``'sampler'``: audioset_tagging_cnn's BalancedSampler.state_dict(), lists of int64 arrays), pickled
+    by numpy 1.x, whose name for the array constructor is numpy.core.multiarray._reconstruct (numpy 2:
+    numpy._core.multiarray._reconstruct)."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 1.26
+        from numpy.core.multiarray import _reconstruct
+    return ((_reconstruct, "numpy.core.multiarray._reconstruct"), (_reconstruct, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, type(np.dtype(np.int64)))
+
+
 def checkpoint_filter(obj: Any) -> dict[str, torch.Tensor]:
     """``{'model': state_dict, ...}`` (or a bare state dict) -> the state dict."""
     state = obj["model"] if isinstance(obj, dict) and "model" in obj else obj
@@ -259,6 +272,7 @@ register(
         sample_rate=SAMPLE_RATE,
         min_samples=MIN_SAMPLES,
         checkpoint_filter=checkpoint_filter,
+        checkpoint_globals=_numpy_array_globals(),
         weights=(CNN14,),
         extractors=(ExtractorDef("pann", "pann", "audio", description="PANNs Cnn14 embedding, 2048-d"),),
         notes="PANNs Cnn14 (Cnn14_mAP=0.431.pth), 32 kHz mono; log-mel front end in plain torch.",

@@ -42,7 +42,9 @@ def check_checkpoint(backbone: str, path: str | os.PathLike) -> list[str]:
         raise HLError(f"{path}: no such file")
     try:
         state = load_state_dict(spec, path)
-    except Exception as e:  # unpickling runs arbitrary code paths: any failure means "not this format"
+    except HLError:
+        raise
+    except Exception as e:  # any failure to read it means "not this format"
         raise HLError(f"{path}: cannot read it as a {backbone} checkpoint ({one_line(e)})") from None
     if not isinstance(state, Mapping):
         raise HLError(f"{path}: holds a {type(state).__name__}, not a {backbone} state dict")
