@@ -65,6 +65,20 @@ def default_precision(device: str = "cpu") -> str:
     return "bf16" if any(p is not None and p() for p in probes) else "fp32"
 
 
+def precision_notice(device: str, precision: str) -> str | None:
+    """A one-line warning for a precision asked for explicitly that this machine computes slowly: bf16 on a CPU
+    without native bf16 (AVX512-BF16 or AMX; e.g. AMD AVX2 CPUs emulate it), or fp16 on any CPU. None otherwise
+    ("auto" never picks a precision the hardware lacks)."""
+    if torch.device(device).type != "cpu":
+        return None
+    if precision == "bf16" and default_precision("cpu") != "bf16":
+        return ("precision bf16 on this CPU (no AVX512-BF16 or AMX) is emulated and very slow: "
+                "use fp32, or auto to let hl choose")
+    if precision == "fp16":
+        return "precision fp16 on a CPU is very slow: use fp32, or auto to let hl choose"
+    return None
+
+
 @dataclass
 class RunSettings:
     device: str = "cpu"

@@ -126,6 +126,12 @@ def test_resize_frames_rejects_float_frames():
         ex.resize_frames(torch.zeros(1, 8, 8, 3), (4, 4))
 
 
+# bf16 compute runs only where the CPU has it natively: emulated, it is very slow (AMD AVX2 CPUs)
+needs_native_bf16 = pytest.mark.skipif(ex.default_precision("cpu") != "bf16",
+                                       reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
+
+
+@needs_native_bf16
 @pytest.mark.parametrize("backbone, x", [
     ("c3d_maps", torch.randn(2, 3, 8, 32, 32) * 50),
     ("pann", torch.randn(2, 12000) * 0.1),
@@ -164,6 +170,24 @@ def test_precision_auto_and_weight_free_extractors(monkeypatch):
     # weight-free extractors run in fp32 whatever the setting: their cached features do not depend on it
     assert ex.extractor_config(stats, bf16, "fixed:2") == ex.extractor_config(stats, ex.RunSettings("cpu", "fp32"),
                                                                              "fixed:2")
+
+
+def test_precision_notice_warns_of_slow_cpu_precisions(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    for precision in ("bf16", "fp16"):
+        notice = ex.precision_notice("cpu", precision)
+        assert precision in notice and "slow" in notice and "fp32" in notice and "auto" in notice
+        assert "\n" not in notice
+    assert "AVX512-BF16 or AMX" in ex.precision_notice("cpu", "bf16")
+    for precision in ("fp32", "auto"):
+        assert ex.precision_notice("cpu", precision) is None
+    for precision in ("fp32", "bf16", "fp16", "auto"):
+        assert ex.precision_notice("cuda", precision) is None
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # native bf16
+    assert ex.precision_notice("cpu", "bf16") is None
+    assert ex.precision_notice("cpu:0", "bf16") is None
+    assert ex.precision_notice("cpu", "fp16") is not None
 
 
 def test_sorted_distinct_frames_come_back_without_reordering(video):
