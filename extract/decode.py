@@ -24,14 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hl.common import HLError, one_line
+
 log = logging.getLogger(__name__)
 
 AUDIO_RATE = 32000
 WORKING_SHORT_SIDE = 256
-
-
-class DecodeError(RuntimeError):
-    """A video that cannot be decoded; the message is one line naming the file and the cause."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,6 @@ class VideoInfo:
     @property
     def duration(self) -> float:
         return self.num_frames / self.fps
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first[:200]
 
 
 def working_size(width: int, height: int, short_side: int = WORKING_SHORT_SIDE) -> tuple[int, int]:
@@ -92,9 +84,9 @@ class VideoSource:
         self.path = str(path)
         name = os.path.basename(self.path)
         if not os.path.isfile(self.path):
-            raise DecodeError(f"{self.path}: no such file")
+            raise HLError(f"{self.path}: no such file")
         if os.path.getsize(self.path) == 0:
-            raise DecodeError(f"{self.path}: empty file")
+            raise HLError(f"{self.path}: empty file")
         try:
             probe = decord.VideoReader(self.path, num_threads=threads)
             width, height = probe[0].shape[1], probe[0].shape[0]
@@ -102,9 +94,9 @@ class VideoSource:
         except Exception as exc:  # decord raises DECORDError with a C++ trace
             has_audio = has_audio_stream(self.path)
             cause = "no video stream (audio-only file?)" if has_audio else "not a decodable video"
-            raise DecodeError(f"{self.path}: {cause} ({_one_line(exc)})") from None
+            raise HLError(f"{self.path}: {cause} ({one_line(exc)})") from None
         if num_frames <= 0 or not fps > 0:
-            raise DecodeError(f"{self.path}: no frames or no frame rate (frames={num_frames}, fps={fps})")
+            raise HLError(f"{self.path}: no frames or no frame rate (frames={num_frames}, fps={fps})")
         w, h = working_size(width, height, short_side)
         if (w, h) == (width, height):  # decoded at its own size: the probe reader serves
             self._reader = probe
@@ -113,7 +105,7 @@ class VideoSource:
             try:
                 self._reader = decord.VideoReader(self.path, width=w, height=h, num_threads=threads)
             except Exception as exc:
-                raise DecodeError(f"{self.path}: cannot open at {w}x{h} ({_one_line(exc)})") from None
+                raise HLError(f"{self.path}: cannot open at {w}x{h} ({one_line(exc)})") from None
         self.info = VideoInfo(self.path, num_frames, fps, width, height, has_audio_stream(self.path))
         self.frame_size = (h, w)
         log.debug("opened %s: %d frames at %.3f fps, %dx%d -> %dx%d",
@@ -139,7 +131,7 @@ class VideoSource:
                 last = self._reader.get_batch([i]).asnumpy()[0]
             except Exception:
                 if last is None:
-                    raise DecodeError(f"{self.path}: cannot decode frame {i} ({_one_line(exc)})") from None
+                    raise HLError(f"{self.path}: cannot decode frame {i} ({one_line(exc)})") from None
             out.append(last)
         log.warning("%s: some frames could not be decoded; repeated the last good frame", self.path)
         return np.stack(out)
@@ -226,7 +218,7 @@ class VideoSource:
         try:
             container = av.open(self.path)
         except Exception as exc:  # noqa: BLE001 - decord opened it: serve frames through decord instead
-            log.warning("%s: PyAV cannot open the video (%s); frames come from decord", self.path, _one_line(exc))
+            log.warning("%s: PyAV cannot open the video (%s); frames come from decord", self.path, one_line(exc))
             return
         with container:
             stream = container.streams.video[0]
@@ -236,7 +228,7 @@ class VideoSource:
                 for frame in container.decode(stream):
                     yield frame, (float((frame.pts - origin) * base) if frame.pts is not None and base else None)
             except av.error.FFmpegError as exc:
-                log.warning("%s: video stream ends early (%s)", self.path, _one_line(exc))
+                log.warning("%s: video stream ends early (%s)", self.path, one_line(exc))
 
     def _same_as_decord(self, index: int, frame: np.ndarray) -> bool:
         """The sequential decoder agrees with decord on this frame: same size and orientation, same colours
@@ -258,7 +250,7 @@ def _stream_audio(path: str, sample_rate: int, chunk: int) -> Iterator[np.ndarra
     try:
         container = av.open(path)
     except Exception as exc:
-        raise DecodeError(f"{path}: cannot open the audio track ({_one_line(exc)})") from None
+        raise HLError(f"{path}: cannot open the audio track ({one_line(exc)})") from None
     with container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
@@ -274,7 +266,7 @@ def _stream_audio(path: str, sample_rate: int, chunk: int) -> Iterator[np.ndarra
                     yield data[:chunk]
                     pending, size = [data[chunk:]], data.size - chunk
         except av.error.FFmpegError as exc:  # a truncated track: keep what decoded, pad the rest
-            log.warning("%s: audio track ends early (%s)", path, _one_line(exc))
+            log.warning("%s: audio track ends early (%s)", path, one_line(exc))
         for out in resampler.resample(None):
             pending.append(out.to_ndarray().reshape(-1))
         if pending:

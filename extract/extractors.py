@@ -33,60 +33,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import segments as seg
-from .backbones import BackboneSpec, create, get_spec
-from .backbones import c3d as _c3d
-from .backbones import r3d as _r3d
-from .backbones import stats as _stats
-from .backbones import tased as _tased
+from .backbones import BackboneSpec, ExtractorDef, create, get_spec, registered_specs
 from .decode import AUDIO_RATE, AudioCursor, VideoSource
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 
-
-@dataclass(frozen=True)
-class ExtractorDef:
-    """How one named extractor samples its input from a video."""
-
-    name: str
-    backbone: str
-    sampling: str  # "segment" | "window" | "audio"
-    output: str = "features"  # "features" (float32 rows), "saliency" (uint8 maps), "maps" (float16 tensors)
-    target_rate: float = 2.0  # window extractors: target frames per second
-    needs_weights: bool = True
-    description: str = ""
-
-
-EXTRACTORS: dict[str, ExtractorDef] = {
-    d.name: d
-    for d in [
-        ExtractorDef("i3d", "i3d", "segment", description="I3D RGB, Mixed_5c pooled, 1024-d"),
-        ExtractorDef("c3d", "c3d", "segment", description="C3D Sports-1M fc6, 4096-d"),
-        ExtractorDef("r3d34", "r3d34", "segment", description="3D-ResNet-34 Kinetics, pooled, 512-d"),
-        ExtractorDef("pann", "pann", "audio", description="PANNs Cnn14 embedding, 2048-d"),
-        ExtractorDef("tased", "tased", "window", output="saliency",
-                     description="TASED-Net saliency map per target frame, uint8 224x384"),
-        ExtractorDef("tased_maps", "tased_maps", "window", output="maps",
-                     description="TASED-Net (S3D) encoder maps per target frame, float16"),
-        ExtractorDef("c3d_maps", "c3d_maps", "window", output="maps",
-                     description="C3D conv5b maps of the 16 frames ending at each target frame, float16"),
-        ExtractorDef("c3d_maps_static", "c3d_maps_static", "window", output="maps",
-                     description="C3D conv5b maps of the target frame repeated 16 times (PLD w/o temporal), float16"),
-        ExtractorDef("tased_maps_static", "tased_maps_static", "window", output="maps",
-                     description="S3D encoder maps of the target frame repeated 32 times (PLD w/o temporal), float16"),
-        ExtractorDef("stats", "stats", "segment", needs_weights=False,
-                     description="colour/motion statistics (no weights), 59-d"),
-        ExtractorDef("stats_audio", "stats_audio", "audio", needs_weights=False,
-                     description="log-mel band energies (no weights), 66-d"),
-        ExtractorDef("motion_saliency", "motion_saliency", "window", output="saliency", needs_weights=False,
-                     description="motion-energy saliency per target frame (no weights), uint8 224x384"),
-    ]
-}
-
-# Extractors that stand in for pretrained ones when their weights are absent.
-FALLBACKS = {"tased": "motion_saliency"}
-WEIGHT_FREE = ("stats", "stats_audio")
+# Every extractor, as the backbone modules declare them (hl.extract.backbones), in registration order.
+EXTRACTORS: dict[str, ExtractorDef] = {d.name: d for spec in registered_specs() for d in spec.extractors}
+# Extractors that stand in for pretrained ones when their weights are absent (tased -> motion_saliency).
+FALLBACKS: dict[str, str] = {d.name: d.fallback for d in EXTRACTORS.values() if d.fallback is not None}
+# What `hl extract` runs by default when no pretrained weights are present: the weight-free extractors of
+# segments and audio (the default never picks window extractors).
+WEIGHT_FREE: tuple[str, ...] = tuple(d.name for d in EXTRACTORS.values()
+                                     if not d.needs_weights and d.sampling != "window")
 
 
 def get_extractor(name: str) -> ExtractorDef:
@@ -103,6 +63,20 @@ def default_precision(device: str = "cpu") -> str:
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return "bf16" if any(p is not None and p() for p in probes) else "fp32"
+
+
+def precision_notice(device: str, precision: str) -> str | None:
+    """A one-line warning for a precision asked for explicitly that this machine computes slowly: bf16 on a CPU
+    without native bf16 (AVX512-BF16 or AMX; e.g. AMD AVX2 CPUs emulate it), or fp16 on any CPU. None otherwise
+    ("auto" never picks a precision the hardware lacks)."""
+    if torch.device(device).type != "cpu":
+        return None
+    if precision == "bf16" and default_precision("cpu") != "bf16":
+        return ("precision bf16 on this CPU (no AVX512-BF16 or AMX) is emulated and very slow: "
+                "use fp32, or auto to let hl choose")
+    if precision == "fp16":
+        return "precision fp16 on a CPU is very slow: use fp32, or auto to let hl choose"
+    return None
 
 
 @dataclass
@@ -135,38 +109,25 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
     }
     if d.sampling == "window":
         cfg["target_rate"] = d.target_rate
-    if d.sampling != "audio" and d.backbone in FRAME_RESIZE:
+    if d.sampling != "audio" and spec.frame_size is not None:
         cfg["frame_resize"] = "uint8"
     return cfg
 
 
 # -- frame sizes ----------------------------------------------------------------------------------------
-def _i3d_size(h: int, w: int) -> tuple[int, int]:
-    scale = 256 / min(h, w)  # short side 256, never below the 224 crop (as i3d.preprocess_rgb)
-    return max(224, round(h * scale)), max(224, round(w * scale))
+def frame_resize(backbone: str, h: int, w: int) -> tuple[tuple[int, int], bool] | None:
+    """The (height, width) `backbone`'s preprocessing resizes a decoded H x W frame to, and whether it antialiases
+    (its spec's ``frame_size`` rule); None for a backbone without one (given the decoded frames as they are).
+
+    Frames are brought to that size once, in uint8, before the backbone's preprocessing, which then resizes
+    nothing (a same-size bilinear resize is the identity). A rule that no longer matched its preprocessing
+    would resize twice, still correctly."""
+    spec = get_spec(backbone)
+    if spec.frame_size is None:
+        return None
+    return tuple(spec.frame_size(h, w)), spec.frame_antialias
 
 
-def _r3d_size(h: int, w: int) -> tuple[int, int]:
-    n = _r3d.SAMPLE_SIZE  # short side 112 (as r3d.preprocess)
-    return (int(n * h / w), n) if w < h else (n, int(n * w / h))
-
-
-# The (height, width) each backbone's preprocessing resizes a decoded H x W frame to, and whether it
-# antialiases. Frames are brought to that size once, in uint8, before the backbone's preprocessing, which then
-# resizes nothing (a same-size bilinear resize is the identity). A backbone missing here is given the decoded
-# frames as they are; one whose preprocessing changed would resize twice, still correctly.
-FRAME_RESIZE: dict[str, Callable[[int, int], tuple[tuple[int, int], bool]]] = {
-    "c3d": lambda h, w: (_c3d.RESIZE, True),
-    "c3d_maps": lambda h, w: (_c3d.RESIZE, True),
-    "i3d": lambda h, w: (_i3d_size(h, w), True),
-    "r3d34": lambda h, w: (_r3d_size(h, w), True),
-    "tased": lambda h, w: (_tased.INPUT_SIZE, False),
-    "tased_maps": lambda h, w: (_tased.INPUT_SIZE, False),
-    "c3d_maps_static": lambda h, w: (_c3d.RESIZE, True),
-    "tased_maps_static": lambda h, w: (_tased.INPUT_SIZE, False),
-    "stats": lambda h, w: (_stats.STATS_SIZE, True),
-    "motion_saliency": lambda h, w: ((224, 384), True),
-}
 PREPROCESS_FRAMES = 64  # distinct frames preprocessed at a time (bounds the float intermediates)
 
 
@@ -276,12 +237,12 @@ def prepare_clips(spec: BackboneSpec, backbone: str, frames: torch.Tensor, union
     own = np.unique(plan)
     if len(own) != len(union):
         frames = frames[torch.from_numpy(np.searchsorted(union, own))]
-    rule = FRAME_RESIZE.get(backbone)
     out = None
     for a in range(0, len(own), PREPROCESS_FRAMES):
         f = frames[a:a + PREPROCESS_FRAMES]
+        rule = frame_resize(backbone, f.shape[1], f.shape[2])
         if rule is not None:
-            f = resize_frames(f, *rule(f.shape[1], f.shape[2]))
+            f = resize_frames(f, *rule)
         x = spec.preprocess(f[None])[0].permute(1, 2, 3, 0)  # [1, C, k, h, w] -> [k, h, w, C]
         if out is None:
             out = torch.empty((len(own), *x.shape[1:]), dtype=x.dtype)

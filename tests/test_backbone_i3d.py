@@ -44,8 +44,8 @@ def test_specs_describe_the_documented_inputs_and_feature():
         assert spec.feature_layer == "Mixed_5c -> AvgPool3d([2,7,7],1) -> mean over time"
         assert spec.checkpoint_filter is checkpoint_filter
     assert rgb.preprocess is preprocess_rgb and flow.preprocess is preprocess_flow
-    assert rgb.weights == ("i3d_rgb_imagenet", "i3d_rgb_charades")
-    assert flow.weights == ("i3d_flow_imagenet", "i3d_flow_charades")
+    assert tuple(e.name for e in rgb.weights) == ("i3d_rgb_imagenet", "i3d_rgb_charades")
+    assert tuple(e.name for e in flow.weights) == ("i3d_flow_imagenet", "i3d_flow_charades")
     assert rgb.build().in_channels == 3 and flow.build().in_channels == 2
     state = rgb.build().state_dict()
     assert [state[k].shape[0] for k in rgb.extra["class_count_keys"]] == [400, 400]

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from checkpoint_files import save_as_numpy1
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from hl.extract.backbones.pann import (
     preprocess,
     slaney_mel_filterbank,
 )
+from hl.extract.weights import check_checkpoint
 
 
 def reference_slaney_mel(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:
@@ -88,7 +90,13 @@ def test_official_checkpoint_round_trip_and_melW_comes_from_the_file(tmp_path):
                 m.running_var.uniform_(0.5, 2)
                 m.weight.uniform_(0.5, 1.5)
     path = tmp_path / "Cnn14_mAP=0.431.pth"
-    torch.save({"iteration": 1, "model": source.state_dict(), "sampler": {}}, path)
+    # the released file as audioset_tagging_cnn saves it: the weights, the iteration and the balanced sampler's
+    # state (an int64 index array per AudioSet class, pickled by numpy 1.x), read with weights_only=True
+    rng = np.random.default_rng(0)
+    sampler = {"indexes_per_class": [rng.permutation(50).astype(np.int64) for _ in range(527)],
+               "queue": list(range(527)), "pointers_of_classes": [0] * 527}
+    save_as_numpy1({"iteration": 600000, "model": source.state_dict(), "sampler": sampler}, path)
+    assert check_checkpoint("pann", path) == []
     loaded = create("pann", weights=path)
     assert not loaded.training
     torch.testing.assert_close(loaded.logmel_extractor.melW, source.logmel_extractor.melW, rtol=0, atol=0)

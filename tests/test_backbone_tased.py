@@ -37,7 +37,7 @@ def test_specs_describe_the_documented_inputs_and_outputs():
         assert (spec.clip_frames, spec.input_size, spec.fps) == (32, (224, 384), 0.0)
         assert "consecutive" in spec.notes and "native" in spec.notes
         assert spec.preprocess is preprocess and spec.checkpoint_filter is checkpoint_filter
-        assert spec.weights == ("tased_dhf1k",)
+        assert tuple(e.name for e in spec.weights) == ("tased_dhf1k",)
     assert (tased.feature_dim, tased.feature_shape) == (1, (224, 384))
     assert tased.feature_layer == "saliency map of the last frame (sigmoid)"
     assert (maps.feature_dim, maps.feature_shape) == (1024, (1024, 4, 7, 12))

@@ -1,5 +1,8 @@
 """`hl weights` commands over the library: list, add (names and shapes checked), download errors."""
+import os
+
 import torch
+from checkpoint_files import code_running_checkpoints
 from click.testing import CliRunner
 
 from hl.extract.backbones import create
@@ -39,6 +42,18 @@ def test_weights_list_add_and_extract_picks_them_up(tmp_path):
     assert [p.extractor.name for p in plans] == ["stats", "stats_audio"] and "NO PRETRAINED WEIGHTS" in notices[0]
     plans, notices = plan_extractors(["tased"], tmp_path / "empty", RunSettings())
     assert plans[0].extractor.name == "motion_saliency" and "NO WEIGHTS FOR tased" in notices[0]
+
+
+def test_weights_add_refuses_a_checkpoint_that_would_run_code(tmp_path):
+    marker = tmp_path / "ran"
+    hostile, bare = code_running_checkpoints(tmp_path, marker, create("c3d").state_dict())
+    for f in (hostile, bare):
+        r = CliRunner().invoke(main, ["weights", "add", "c3d_sports1m", str(f), "--weights-dir", str(tmp_path / "w")])
+        assert r.exit_code == 2 and "Traceback" not in r.output
+        system = f"{os.system.__module__}.system"  # posix.system
+        assert r.output.strip() == (f"hl: error: {f}: not a plain checkpoint: it asks to run code on load ({system}); "
+                                    "hl loads only tensors, numbers, strings and containers")
+    assert not marker.exists() and not (tmp_path / "w" / "c3d.pickle").exists()
 
 
 def test_download_of_a_page_only_source_says_what_to_do(tmp_path):

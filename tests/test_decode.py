@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from hl.common import HLError
 from hl.data_manifests.synthetic import write_video
-from hl.extract.decode import AudioCursor, DecodeError, VideoSource, working_size
+from hl.extract.decode import AudioCursor, VideoSource, working_size
 
 
 def test_shared_videos_decode_with_audio(shared_data):
@@ -65,7 +66,7 @@ def test_bad_files_give_one_line_errors(tmp_path):
     empty.write_bytes(b"")
     for path, cause in [(text, "not a decodable video"), (empty, "empty file"),
                         (tmp_path / "missing.mp4", "no such file")]:
-        with pytest.raises(DecodeError) as err:
+        with pytest.raises(HLError) as err:
             VideoSource(path)
         msg = str(err.value)
         assert str(path) in msg and cause in msg and "\n" not in msg

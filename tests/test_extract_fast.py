@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from hl.common import HLError
 from hl.data_manifests.synthetic import write_video
 from hl.extract import extractors as ex
 from hl.extract import segments as seg
-from hl.extract.backbones import create, get_spec
-from hl.extract.decode import DecodeError, VideoSource
+from hl.extract.backbones import create, get_spec, list_backbones
+from hl.extract.decode import VideoSource
 
 
 @pytest.fixture(autouse=True)
@@ -66,12 +67,12 @@ def test_chunk_size_does_not_change_features(video):
 def _items_then_failure():
     yield 1
     yield 2
-    raise DecodeError("x.mp4: cannot decode frame 7")
+    raise HLError("x.mp4: cannot decode frame 7")
 
 
 def test_prefetcher_raises_the_producers_error_in_the_consumer():
     got = []
-    with pytest.raises(DecodeError, match="cannot decode frame 7"):
+    with pytest.raises(HLError, match="cannot decode frame 7"):
         for item in ex.Prefetcher(_items_then_failure(), depth=1):
             got.append(item)
     assert got == [1, 2]
@@ -101,7 +102,7 @@ _LEVEL = {"c3d": 1.0, "c3d_maps": 1.0, "c3d_maps_static": 1.0, "r3d34": 1.0, "i3
           "stats": 1 / 255, "motion_saliency": 1 / 255}
 
 
-@pytest.mark.parametrize("backbone", sorted(ex.FRAME_RESIZE))
+@pytest.mark.parametrize("backbone", sorted(b for b in list_backbones() if get_spec(b).frame_size is not None))
 @pytest.mark.parametrize("hw", [(240, 320), (320, 180)])
 def test_uint8_resize_first_matches_the_backbones_own_preprocessing(backbone, hw):
     spec = get_spec(backbone)
@@ -109,7 +110,7 @@ def test_uint8_resize_first_matches_the_backbones_own_preprocessing(backbone, hw
     frames = torch.from_numpy(rng.integers(0, 256, (1, 2, *hw, 3), dtype=np.uint8))
     frames = torch.nn.functional.avg_pool2d(frames[0].permute(0, 3, 1, 2).float(), 3, 1, 1).round()
     frames = frames.to(torch.uint8).permute(0, 2, 3, 1)[None]  # smooth images, as video frames are
-    size, antialias = ex.FRAME_RESIZE[backbone](*hw)
+    size, antialias = ex.frame_resize(backbone, *hw)
     small = ex.resize_frames(frames[0], size, antialias)
     assert small.dtype == torch.uint8 and tuple(small.shape) == (2, *size, 3)
     direct = spec.preprocess(frames)
@@ -125,6 +126,12 @@ def test_resize_frames_rejects_float_frames():
         ex.resize_frames(torch.zeros(1, 8, 8, 3), (4, 4))
 
 
+# bf16 compute runs only where the CPU has it natively: emulated, it is very slow (AMD AVX2 CPUs)
+needs_native_bf16 = pytest.mark.skipif(ex.default_precision("cpu") != "bf16",
+                                       reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
+
+
+@needs_native_bf16
 @pytest.mark.parametrize("backbone, x", [
     ("c3d_maps", torch.randn(2, 3, 8, 32, 32) * 50),
     ("pann", torch.randn(2, 12000) * 0.1),
@@ -163,6 +170,24 @@ def test_precision_auto_and_weight_free_extractors(monkeypatch):
     # weight-free extractors run in fp32 whatever the setting: their cached features do not depend on it
     assert ex.extractor_config(stats, bf16, "fixed:2") == ex.extractor_config(stats, ex.RunSettings("cpu", "fp32"),
                                                                              "fixed:2")
+
+
+def test_precision_notice_warns_of_slow_cpu_precisions(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    for precision in ("bf16", "fp16"):
+        notice = ex.precision_notice("cpu", precision)
+        assert precision in notice and "slow" in notice and "fp32" in notice and "auto" in notice
+        assert "\n" not in notice
+    assert "AVX512-BF16 or AMX" in ex.precision_notice("cpu", "bf16")
+    for precision in ("fp32", "auto"):
+        assert ex.precision_notice("cpu", precision) is None
+    for precision in ("fp32", "bf16", "fp16", "auto"):
+        assert ex.precision_notice("cuda", precision) is None
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # native bf16
+    assert ex.precision_notice("cpu", "bf16") is None
+    assert ex.precision_notice("cpu:0", "bf16") is None
+    assert ex.precision_notice("cpu", "fp16") is not None
 
 
 def test_sorted_distinct_frames_come_back_without_reordering(video):

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import re
 import tempfile
 import threading
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from hl.common import HLError
 from hl.extract import weights as W
 from hl.extract.backbones import BackboneSpec, get_spec, list_backbones, register
 
@@ -201,7 +203,7 @@ def test_interrupted_download_keeps_part_and_resumes(server, tmp_path):
     url = server.serve("/tiny.pth", CKPT, modes=["truncate"])
     part = tmp_path / "tiny.pth.part"
     with registered(entry()):
-        with pytest.raises(W.WeightsError, match="run it again to resume"):
+        with pytest.raises(HLError, match="run it again to resume"):
             W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False)
         assert part.stat().st_size == len(CKPT) // 2
         assert not (tmp_path / "tiny.pth").exists()
@@ -227,7 +229,7 @@ def test_resume_from_any_cut_gives_the_same_file(server, cut):
 
 def test_sha_mismatch_removes_the_file(server, tmp_path):
     url = server.serve("/tiny.pth", CKPT)
-    with registered(entry(sha256="0" * 64)), pytest.raises(W.WeightsError) as err:
+    with registered(entry(sha256="0" * 64)), pytest.raises(HLError) as err:
         W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False)
     msg = str(err.value)
     assert f"its sha256 is {CKPT_SHA}, expected {'0' * 64}" in msg and "\n" not in msg
@@ -236,14 +238,14 @@ def test_sha_mismatch_removes_the_file(server, tmp_path):
 
 def test_size_mismatch_removes_the_file(server, tmp_path):
     url = server.serve("/tiny.pth", CKPT)
-    with registered(entry(size=len(CKPT) + 1)), pytest.raises(W.WeightsError, match=f"has {len(CKPT)} bytes"):
+    with registered(entry(size=len(CKPT) + 1)), pytest.raises(HLError, match=f"has {len(CKPT)} bytes"):
         W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False)
     assert list(p for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
 
 
 def test_download_that_is_not_a_checkpoint_is_removed(server, tmp_path):
     url = server.serve("/page.html", b"<html>virus scan warning</html>")
-    with registered(entry(sha256=None, size=None)), pytest.raises(W.WeightsError) as err:
+    with registered(entry(sha256=None, size=None)), pytest.raises(HLError) as err:
         W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False)
     assert "cannot read it as a _test_tiny checkpoint" in str(err.value)
     assert not (tmp_path / "tiny.pth").exists() and not (tmp_path / "tiny.pth.part").exists()
@@ -251,7 +253,7 @@ def test_download_that_is_not_a_checkpoint_is_removed(server, tmp_path):
 
 def test_download_with_wrong_layout_is_removed(server, tmp_path):
     url = server.serve("/bad.pth", tiny_checkpoint_bytes(reshape={"fc.weight": (3, 4)}))
-    with registered(entry(sha256=None, size=None)), pytest.raises(W.WeightsError) as err:
+    with registered(entry(sha256=None, size=None)), pytest.raises(HLError) as err:
         W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False)
     assert "shape of fc.weight: file [3,4] != model [2,4]" in str(err.value)
     assert not (tmp_path / "tiny.pth").exists()
@@ -260,7 +262,7 @@ def test_download_with_wrong_layout_is_removed(server, tmp_path):
 def test_404_is_a_clean_error(server, tmp_path):
     server.serve("/tiny.pth", CKPT)
     url = server.url("/nothing-here.pth")
-    with registered(entry()), pytest.raises(W.WeightsError) as err:
+    with registered(entry()), pytest.raises(HLError) as err:
         W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False)
     assert str(err.value) == f"cannot download {url}: HTTP 404 Not Found"
     assert list(p for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
@@ -269,7 +271,7 @@ def test_404_is_a_clean_error(server, tmp_path):
 def test_unreachable_host_is_a_clean_error(tmp_path):
     with socket_closed_port() as port, registered(entry()):
         url = f"http://127.0.0.1:{port}/tiny.pth"
-        with pytest.raises(W.WeightsError) as err:
+        with pytest.raises(HLError) as err:
             W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False, timeout=5)
     msg = str(err.value)
     assert msg.startswith(f"cannot download {url}: ") and "\n" not in msg
@@ -287,9 +289,9 @@ def socket_closed_port():
 
 
 def test_drive_hosted_entries_ask_for_a_manual_download(tmp_path):
-    with pytest.raises(W.WeightsError, match=r"hl weights add tased_dhf1k FILE"):
+    with pytest.raises(HLError, match=r"hl weights add tased_dhf1k FILE"):
         W.download_weights("tased_dhf1k", weights_dir=tmp_path)
-    with pytest.raises(W.WeightsError, match="unknown weights 'nope'"):
+    with pytest.raises(HLError, match="unknown weights 'nope'"):
         W.download_weights("nope", weights_dir=tmp_path)
 
 
@@ -326,13 +328,13 @@ def test_check_checkpoint_num_batches_tracked_present_or_not(tmp_path):
 def test_check_checkpoint_unreadable_file_is_one_line(tmp_path):
     f = tmp_path / "notes.txt"
     f.write_text("not a checkpoint at all")
-    with pytest.raises(W.WeightsError) as err:
+    with pytest.raises(HLError) as err:
         W.check_checkpoint(TINY, f)
     msg = str(err.value)
     assert msg.startswith(f"{f}: cannot read it as a {TINY} checkpoint (") and "\n" not in msg
-    with pytest.raises(W.WeightsError, match="no such file"):
+    with pytest.raises(HLError, match="no such file"):
         W.check_checkpoint(TINY, tmp_path / "absent.pth")
-    with pytest.raises(W.WeightsError, match="unknown backbone 'no_such_net'"):
+    with pytest.raises(HLError, match="unknown backbone 'no_such_net'"):
         W.check_checkpoint("no_such_net", f)
 
 
@@ -357,7 +359,7 @@ def test_add_weights_rejects_renamed_key_and_wrong_shape(tmp_path):
     src.write_bytes(tiny_checkpoint_bytes(rename={"bn.weight": "bn.gamma"},
                                           reshape={"conv.weight": (4, 3, 1, 1, 1)}))
     root = tmp_path / "w"
-    with registered(entry()), pytest.raises(W.WeightsError) as err:
+    with registered(entry()), pytest.raises(HLError) as err:
         W.add_weights("tiny_demo", src, weights_dir=root)
     msg = str(err.value)
     assert f"{src} does not fit backbone {TINY} (3 differences)" in msg
@@ -370,7 +372,7 @@ def test_add_weights_rejects_renamed_key_and_wrong_shape(tmp_path):
 def test_add_weights_refuses_a_different_file_under_a_published_name(tmp_path):
     src = tmp_path / "other.pth"
     src.write_bytes(tiny_checkpoint_bytes(seed=1))  # fits, but is not the published file
-    with registered(entry()), pytest.raises(W.WeightsError, match="add your own file under the backbone"):
+    with registered(entry()), pytest.raises(HLError, match="add your own file under the backbone"):
         W.add_weights("tiny_demo", src, weights_dir=tmp_path / "w")
 
 
@@ -384,7 +386,7 @@ def test_add_weights_for_a_bare_backbone_and_links(tmp_path):
     assert W.find_weights(TINY, root) == dest
     rows = {r["name"]: r for r in W.list_weights(root)}
     assert rows[f"{TINY}:finetuned.pth"]["present"] and rows[f"{TINY}:finetuned.pth"]["source"] == "user"
-    with pytest.raises(W.WeightsError, match="unknown weights name or backbone 'nonet'"):
+    with pytest.raises(HLError, match="unknown weights name or backbone 'nonet'"):
         W.add_weights("nonet", src, weights_dir=root)
 
 
@@ -433,7 +435,7 @@ def test_list_weights_shows_presence(tmp_path):
 def test_weights_hash_is_cached_per_file_version(tmp_path, monkeypatch):
     calls = []
     real = W.file_sha256
-    monkeypatch.setattr(W, "file_sha256", lambda p, *a: calls.append(p) or real(p, *a))
+    monkeypatch.setattr(W.hashing, "file_sha256", lambda p, *a: calls.append(p) or real(p, *a))
     f = tmp_path / "w.pth"
     f.write_bytes(b"a" * 1000)
     assert W.weights_hash(None) == "none"
@@ -443,7 +445,7 @@ def test_weights_hash_is_cached_per_file_version(tmp_path, monkeypatch):
     f.write_bytes(b"b" * 1001)  # replaced: size (and mtime) change, hashed again
     assert W.weights_hash(f) == hashlib.sha256(b"b" * 1001).hexdigest()
     assert len(calls) == 2
-    with pytest.raises(W.WeightsError, match="weights file"):
+    with pytest.raises(HLError, match="weights file"):
         W.weights_hash(tmp_path / "gone.pth")
 
 
@@ -467,19 +469,22 @@ def test_registry_entries_are_well_formed():
         assert e.backbone in {"i3d", "i3d_flow", "c3d", "r3d34", "pann", "tased"}
         assert e.description and e.license
     assert W.REGISTRY["i3d_flow_imagenet"].backbone == "i3d_flow"
-    assert "c3d_maps" in W.REGISTRY["c3d_sports1m"].also_fits
+    assert "c3d_maps" in W.backbones_for("c3d_sports1m")
 
 
 def test_registry_and_backbone_specs_name_each_other():
-    named = {e.backbone for e in W.REGISTRY.values()} | {b for e in W.REGISTRY.values() for b in e.also_fits}
+    named = {e.backbone for e in W.REGISTRY.values()}
+    named |= {b for e in W.REGISTRY.values() for b in W.backbones_for(e.name)}
     missing = sorted(named - set(list_backbones()))
     if missing:
         pytest.skip(f"backbones not registered yet: {missing}")
     for backbone in named:
-        for name in get_spec(backbone).weights:  # what a spec names must be a registry entry that fits it
-            assert name in W.REGISTRY, f"backbone {backbone} names unknown weights {name!r}"
-            e = W.REGISTRY[name]
-            assert backbone in (e.backbone, *e.also_fits)
+        for listed in get_spec(backbone).weights:  # what a spec lists must be a registry entry that fits it
+            assert listed.name in W.REGISTRY, f"backbone {backbone} names unknown weights {listed.name!r}"
+            e = W.REGISTRY[listed.name]
+            assert e == listed and backbone in W.backbones_for(e.name)
+    for e in W.REGISTRY.values():  # the backbone an entry was made for lists it
+        assert e in get_spec(e.backbone).weights
 
 
 # ----------------------------------------------------------------------------------------------
@@ -520,7 +525,7 @@ def test_c3d_public_layout_fits_and_mismatch_is_reported(c3d_spec, tmp_path):
         "shape of fc6.weight: file [10,3] != model [4096,8192]",
         "unexpected: conv1.w",
     ]
-    with pytest.raises(W.WeightsError, match=r"\(3 differences\)"):
+    with pytest.raises(HLError, match=r"\(3 differences\)"):
         W.add_weights("c3d_sports1m", bad, weights_dir=tmp_path / "w")
     dest = W.add_weights("c3d", good, weights_dir=tmp_path / "w")  # official file name: the registry entry
     assert dest == tmp_path / "w" / "c3d.pickle"
@@ -544,7 +549,7 @@ PUBLIC_LAYOUTS = {
 @pytest.mark.parametrize("name", sorted(PUBLIC_LAYOUTS))
 def test_public_container_of_each_entry_fits_its_backbone(name, tmp_path):
     e = W.REGISTRY[name]
-    for backbone in (e.backbone, *e.also_fits):
+    for backbone in W.backbones_for(name):
         if backbone not in list_backbones():
             pytest.skip(f"backbone {backbone} is not registered yet")
         expected = _zero_view_state(backbone)
@@ -573,3 +578,30 @@ def test_i3d_charades_checkpoint_with_157_classes_fits(tmp_path):
     state["Mixed_5c.b0.conv3d.weight"] = torch.zeros(1, 1, 1, 1, 1)
     torch.save(state, tmp_path / "bad.pt")
     assert any("Mixed_5c.b0.conv3d.weight" in d for d in check_checkpoint("i3d", tmp_path / "bad.pt"))
+
+
+# ----------------------------------------------------------------------------------------------
+# a checkpoint that would run code when unpickled is refused, and nothing of it runs
+
+
+@pytest.mark.parametrize("backbone", [TINY, "pann"])  # pann: its checkpoint's numpy allow-list admits no more
+def test_a_checkpoint_that_would_run_code_is_refused(backbone, tmp_path):
+    from checkpoint_files import code_running_checkpoints
+
+    from hl.extract.backbones import create
+
+    marker = tmp_path / "ran"
+    state = {"module." + k: v for k, v in Tiny().state_dict().items()}
+    for f in code_running_checkpoints(tmp_path, marker, state):
+        calls = [lambda f=f: W.check_checkpoint(backbone, f),
+                 lambda f=f: W.add_weights(backbone, f, weights_dir=tmp_path / "w"),
+                 lambda f=f: create(backbone, weights=f)]
+        for call in calls:
+            with pytest.raises(HLError) as err:
+                call()
+            msg = str(err.value)
+            system = f"{os.system.__module__}.system"  # posix.system
+            assert msg.startswith(f"{f}: not a plain checkpoint: it asks to run code on load ({system})")
+            assert "\n" not in msg
+        assert not marker.exists()
+        assert not (tmp_path / "w" / "user" / backbone / f.name).exists()

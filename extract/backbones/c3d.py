@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._registry import BackboneSpec, register
+from ._registry import BackboneSpec, ExtractorDef, WeightsEntry, register
 
 CLIP_FRAMES = 16
 CROP = 112
@@ -136,13 +136,20 @@ def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.stack(clips)
 
 
+SPORTS1M = WeightsEntry(
+    "c3d_sports1m", "c3d", "c3d.pickle", "http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle",
+    description="C3D trained on Sports-1M (487 classes), converted from the Caffe model (DavideA/c3d-pytorch)",
+    license="code MIT (DavideA/c3d-pytorch); the converted Caffe weights state no licence",
+)
+
 _COMMON = dict(
     modality="video",
     preprocess=preprocess,
+    frame_size=lambda h, w: RESIZE,  # every frame to 128x171, antialiased (then the 112x112 crop)
     clip_frames=CLIP_FRAMES,
     input_size=(CROP, CROP),
     fps=8.0,  # 16 frames span a 2-s segment
-    weights=("c3d_sports1m",),
+    weights=(SPORTS1M,),
 )
 
 register(
@@ -152,6 +159,7 @@ register(
         feature_dim=4096,
         feature_layer="fc6 after ReLU",
         notes="c3d-pytorch C3D (c3d.pickle, Sports-1M); input BGR 0-255 minus the Sports-1M mean.",
+        extractors=(ExtractorDef("c3d", "c3d", "segment", description="C3D Sports-1M fc6, 4096-d"),),
         **_COMMON,
     )
 )
@@ -164,6 +172,9 @@ register(
         feature_layer="conv5b after ReLU (before pool5)",
         feature_shape=(512, 2, 7, 7),
         notes="Frozen C3D encoder maps for the pixel-level decoder: [512, T/8, H/16, W/16].",
+        extractors=(ExtractorDef("c3d_maps", "c3d_maps", "window", output="maps",
+                                 description="C3D conv5b maps of the 16 frames ending at each target frame, "
+                                 "float16"),),
         **_COMMON,
     )
 )

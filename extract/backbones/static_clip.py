@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 
-from ._registry import BackboneSpec, get_spec, register
+from ._registry import BackboneSpec, ExtractorDef, get_spec, register
 from .c3d import C3D
 from .c3d import CLIP_FRAMES as C3D_FRAMES
 from .tased import CLIP_FRAMES as TASED_FRAMES
@@ -45,7 +45,8 @@ class TasedStatic(TasedNet):
         return super().forward(repeat_last(x, TASED_FRAMES))
 
 
-def _static(base: str, name: str, build, length: int) -> BackboneSpec:
+def _static(base: str, name: str, build, length: int, description: str) -> BackboneSpec:
+    """`base`'s spec (weights, preprocessing, frame size) for the target frame repeated `length` times."""
     spec = get_spec(base)
     return dataclasses.replace(
         spec, name=name, build=build, clip_frames=1,
@@ -53,8 +54,11 @@ def _static(base: str, name: str, build, length: int) -> BackboneSpec:
         notes=f"The target frame alone, repeated to a {length}-frame clip (PLD w/o temporal); "
         f"loads the same checkpoint as {base!r}.",
         extra={**spec.extra, "repeat": length, "base": base},
+        extractors=(ExtractorDef(name, name, "window", output="maps", description=description),),
     )
 
 
-register(_static("c3d_maps", "c3d_maps_static", partial(C3DStatic, output="conv5b"), C3D_FRAMES))
-register(_static("tased_maps", "tased_maps_static", partial(TasedStatic, output="bottleneck"), TASED_FRAMES))
+register(_static("c3d_maps", "c3d_maps_static", partial(C3DStatic, output="conv5b"), C3D_FRAMES,
+                 "C3D conv5b maps of the target frame repeated 16 times (PLD w/o temporal), float16"))
+register(_static("tased_maps", "tased_maps_static", partial(TasedStatic, output="bottleneck"), TASED_FRAMES,
+                 "S3D encoder maps of the target frame repeated 32 times (PLD w/o temporal), float16"))

@@ -24,11 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._registry import BackboneSpec, register
+from ._registry import BackboneSpec, ExtractorDef, register
 from .pann import MIN_SAMPLES, SAMPLE_RATE, LogmelFilterBank, Spectrogram
 from .pann import preprocess as preprocess_audio
 
 STATS_SIZE = (64, 64)
+SALIENCY_SIZE = (224, 384)  # (height, width): TASED-Net's frame size
 
 
 def preprocess(frames: torch.Tensor) -> torch.Tensor:
@@ -123,24 +124,31 @@ def preprocess_saliency(frames: torch.Tensor) -> torch.Tensor:
     """uint8 RGB [N, T, H, W, 3] -> float [N, 3, T, 224, 384] in [0, 1] (TASED-Net's frame size)."""
     n, t, h, w, _ = frames.shape
     x = frames.reshape(n * t, h, w, 3).permute(0, 3, 1, 2).float() / 255.0
-    x = F.interpolate(x, size=(224, 384), mode="bilinear", antialias=True, align_corners=False)
-    return x.reshape(n, t, 3, 224, 384).permute(0, 2, 1, 3, 4).contiguous()
+    x = F.interpolate(x, size=SALIENCY_SIZE, mode="bilinear", antialias=True, align_corners=False)
+    return x.reshape(n, t, 3, *SALIENCY_SIZE).permute(0, 2, 1, 3, 4).contiguous()
 
 
 register(BackboneSpec(
     name="stats", build=ClipStats, modality="video", feature_dim=59,
     feature_layer="colour/histogram/motion/edge statistics (no weights)", preprocess=preprocess,
-    clip_frames=16, input_size=STATS_SIZE, fps=8.0,
+    frame_size=lambda h, w: STATS_SIZE, clip_frames=16, input_size=STATS_SIZE, fps=8.0,
     notes="weight-free; a fallback when no pretrained weights are present",
+    extractors=(ExtractorDef("stats", "stats", "segment", needs_weights=False,
+                             description="colour/motion statistics (no weights), 59-d"),),
 ))
 register(BackboneSpec(
     name="stats_audio", build=AudioStats, modality="audio", feature_dim=66,
     feature_layer="mean log-mel band energies + level (no weights)", preprocess=preprocess_audio,
     sample_rate=SAMPLE_RATE, min_samples=MIN_SAMPLES, notes="weight-free; a fallback for PANN",
+    extractors=(ExtractorDef("stats_audio", "stats_audio", "audio", needs_weights=False,
+                             description="log-mel band energies (no weights), 66-d"),),
 ))
 register(BackboneSpec(
     name="motion_saliency", build=MotionSaliency, modality="video", feature_dim=1,
     feature_layer="motion-energy map of the window's last frame, max-normalised to [0,1] (no weights)",
-    preprocess=preprocess_saliency, clip_frames=8, input_size=(224, 384), fps=0.0, feature_shape=(224, 384),
+    preprocess=preprocess_saliency, frame_size=lambda h, w: SALIENCY_SIZE, clip_frames=8,
+    input_size=SALIENCY_SIZE, fps=0.0, feature_shape=SALIENCY_SIZE,
     notes="weight-free stand-in for TASED-Net saliency",
+    extractors=(ExtractorDef("motion_saliency", "motion_saliency", "window", output="saliency", needs_weights=False,
+                             description="motion-energy saliency per target frame (no weights), uint8 224x384"),),
 ))

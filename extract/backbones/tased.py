@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._registry import BackboneSpec, as_uint8_video, register
+from ._registry import BackboneSpec, ExtractorDef, WeightsEntry, as_uint8_video, register
 
 CLIP_FRAMES = 32
 INPUT_SIZE = (224, 384)  # (height, width)
@@ -260,14 +260,25 @@ def preprocess(
     return out.reshape(n, t, 3, *size).permute(0, 2, 1, 3, 4).contiguous()
 
 
+DHF1K = WeightsEntry(
+    "tased_dhf1k", "tased", "TASED_updated.pt",
+    "https://drive.google.com/file/d/1y4KSTm-e7kP84k0IyVI-rRtmYZkrC-wL/view?usp=sharing",
+    description="TASED-Net (updated release) trained on DHF1K video saliency (MichiganCOG/TASED-Net); "
+    "a Google Drive page",
+    license="no licence file in MichiganCOG/TASED-Net: research use, ask the authors before redistributing",
+    direct=False,
+)
+
 _COMMON = dict(
     modality="video",
     preprocess=preprocess,
+    frame_size=lambda h, w: INPUT_SIZE,  # every frame to 224x384, not antialiased (as preprocess)
+    frame_antialias=False,
     clip_frames=CLIP_FRAMES,
     input_size=INPUT_SIZE,
     fps=0.0,
     checkpoint_filter=checkpoint_filter,
-    weights=("tased_dhf1k",),
+    weights=(DHF1K,),
 )
 _CLIP_NOTE = (
     "fps=0: a clip is 32 consecutive frames at the video's native rate, ending at the target frame "
@@ -283,6 +294,8 @@ register(
         feature_layer="saliency map of the last frame (sigmoid)",
         notes="Per-pixel sigmoid in (0, 1), not normalised: divide by the map's sum for a distribution "
         "over the frame. " + _CLIP_NOTE,
+        extractors=(ExtractorDef("tased", "tased", "window", output="saliency", fallback="motion_saliency",
+                                 description="TASED-Net saliency map per target frame, uint8 224x384"),),
         **_COMMON,
     )
 )
@@ -295,6 +308,8 @@ register(
         feature_layer="S3D encoder Mixed_5c (base4) map [1024, 4, 7, 12]",
         notes="The deepest encoder map the TASED decoder starts from (loads the same checkpoint as "
         "'tased'). " + _CLIP_NOTE,
+        extractors=(ExtractorDef("tased_maps", "tased_maps", "window", output="maps",
+                                 description="TASED-Net (S3D) encoder maps per target frame, float16"),),
         **_COMMON,
     )
 )

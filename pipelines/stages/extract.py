@@ -29,6 +29,7 @@ from hl.extract.extractors import (
     extract_video,
     extractor_config,
     get_extractor,
+    precision_notice,
     weights_for,
 )
 from hl.extract.weights import weights_hash
@@ -365,6 +366,8 @@ def run_extraction(
     if manifest is not None:
         items = attach_segments(items, manifest)
     plans, notices = plan_extractors(extractors, weights_dir, settings, allow_random_weights, require)
+    slow = precision_notice(settings.device, settings.precision)
+    notices = [slow, *notices] if slow else notices
     for line in notices if notice is not None else ():
         notice(line)
     store = FeatureStore(out)

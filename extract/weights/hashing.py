@@ -1,0 +1,54 @@
+"""Hashing weights files: sha256 of a file, cached per process for the cache's weights hash."""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from hl.common import HLError
+
+CHUNK = 1 << 20  # 1 MiB: read/hash/stream granularity
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = CHUNK) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            h.update(block)
+    return h.hexdigest()
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def weights_hash(path: str | os.PathLike | None) -> str:
+    """sha256 of a weights file, or "none" without weights (random initialisation).
+
+    Cached per process by (path, size, mtime): a 300 MB checkpoint is hashed once, and a file
+    replaced in place is hashed again.
+    """
+    if path is None:
+        return "none"
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise HLError(f"weights file {path}: {e.strerror or e}") from None
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    with _HASHES_LOCK:
+        if key in _HASHES:
+            return _HASHES[key]
+    digest = file_sha256(p)
+    with _HASHES_LOCK:
+        _HASHES[key] = digest
+    return digest
+
+
+def remember_hash(path: Path, digest: str) -> None:
+    """Record the sha256 of a file just written, so that weights_hash does not read it again."""
+    st = path.stat()
+    with _HASHES_LOCK:
+        _HASHES[(str(path.resolve()), st.st_size, st.st_mtime_ns)] = digest
