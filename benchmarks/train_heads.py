@@ -36,7 +36,8 @@ def main() -> None:
     from hl.heads.fit import HeadConfig, fit
     from hl.pipelines.cache import FeatureStore
     from hl.pipelines.cache.umt_import import import_umt
-    from hl.pipelines.stages.train_segment import TrainSpec, load_videos, summary_table, train_heads
+    from hl.pipelines.stages.evaluate import summary_table
+    from hl.pipelines.stages.train_segment import TrainSpec, load_videos, train_heads
 
     tmp = tempfile.TemporaryDirectory()
     cache = args.cache
