@@ -38,6 +38,7 @@ class TrainSpec:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     joint: bool = False  # one model over all training domains instead of one per domain
     val_fraction: float = 0.0  # >0: carve validation videos out of the training videos, stop early on them
+    track_test: bool = False  # score the test videos after every epoch (the papers' best-epoch protocol only)
     head: dict = field(default_factory=dict)  # HeadConfig fields overriding the defaults (arch: {...} too)
 
     def head_config(self) -> HeadConfig:
@@ -143,17 +144,25 @@ def train_task(spec: TrainSpec, run_dir: str, domain: str, seed: int, threads: i
     fit_train, val = _carve_validation(train, spec.val_fraction, seed)
     if val and config.patience is None:
         config.patience = 10
-    model, history = fit([v.video for v in fit_train], config, seed=seed, val=[v.video for v in val] or None)
+    tracked: list[dict] = []
+
+    def track(epoch: int, model) -> None:  # the papers' protocol: test scores after every epoch, kept apart
+        tracked.extend({**r, "epoch": epoch} for r in _score_rows(model, test, seed))
+
+    model, history = fit([v.video for v in fit_train], config, seed=seed, val=[v.video for v in val] or None,
+                         watch=track if spec.track_test and test else None)
     save(model, config, run.model_path(domain, seed))
     run.write_history(domain, seed, history)
-    scores = score(model, [v.video for v in test]) if test else []
-    rows = []
-    for v, s in zip(test, scores):
-        rows.extend({"video_id": v.video.video_id, "domain": v.domain, "seed": seed, "segment": i,
-                     "score": float(x)} for i, x in enumerate(s))
-    return {"domain": domain, "seed": seed, "scores": rows, "train_videos": len(fit_train),
+    rows = _score_rows(model, test, seed)
+    return {"domain": domain, "seed": seed, "scores": rows, "epoch_scores": tracked, "train_videos": len(fit_train),
             "val_videos": len(val), "test_videos": len(test), "epochs": len(history),
             "seconds": time.perf_counter() - t0}
+
+
+def _score_rows(model, test: Sequence[LabelledVideo], seed: int) -> list[dict]:
+    scores = score(model, [v.video for v in test]) if test else []
+    return [{"video_id": v.video.video_id, "domain": v.domain, "seed": seed, "segment": i, "score": float(x)}
+            for v, s in zip(test, scores) for i, x in enumerate(s)]
 
 
 def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
