@@ -290,8 +290,9 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
               help="segment: visual extractors, concatenated.")
 @click.option("--audio", type=NameList(), default="pann", show_default=True,
               help="segment: audio extractors ('' for none).")
-@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a"]), default=None,
-              help="segment: architecture (default co-av).")
+@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a", "ridge"]), default=None,
+              help="segment: architecture (default co-av); ridge: the linear baseline (per-video standardised "
+                   "features, alpha chosen by validation on the training videos).")
 @click.option("--val-fraction", type=float, default=0.0, show_default=True,
               help="segment: carve this share of training videos out for early stopping (never the test split).")
 @click.option("--track-test", is_flag=True,
@@ -335,6 +336,13 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
         head: dict = {}
+        if model == "ridge":
+            wrong = explicit(ctx, ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test",
+                                   "val_fraction"))
+            if wrong:
+                names = ", ".join("--" + n.replace("_", "-") for n in wrong)
+                raise click.UsageError(f"{names}: not an option of --model ridge")
+            head, model = {"model": "ridge"}, None
         arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
         if arch:
             head["arch"] = arch
@@ -410,6 +418,9 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
     c = run.config
     if run.kind == "pixel":
         about = f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)"
+    elif c.head.get("model") == "ridge":
+        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
+                 f" model ridge, alpha chosen by validation on the training videos")
     else:
         about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
                  f" model {c.head['arch']['model']}, {c.head['epochs']} epochs"
