@@ -6,9 +6,11 @@ dataset's own metric (never the loss), the best (setting, epoch count) by the me
     curve = fold_curve(train, folds[j], base, candidate, config, metric)     # one fold of one candidate
     chosen, record = choose(curves, base, config)                           # every candidate's curves
 
-A domain's size decides the folds: k folds of whole videos, leave-one-video-out when it has k videos or fewer
-(TVSum: 4 training videos per domain, 4 folds of one video), none with a single training video (the base
-setting is kept). The chosen head is then trained on all training videos for the chosen number of epochs
+A domain's size decides the folds: with few training videos (up to ``few``) k folds of whole videos,
+leave-one-video-out when it has k videos or fewer (TVSum: 4 training videos per domain, 4 folds of one video);
+with more, one validation fold of a ``holdout`` share of them (YouTube Highlights: 19-70 videos per domain), as
+one fold already holds enough videos and every fold costs a training run; none with a single training video
+(the base setting is kept). The chosen head is then trained on all training videos for the chosen number of epochs
 (``final="refit"``) or, per seed, one head per fold whose scores are averaged (``final="folds"``). Every candidate
 runs the same learning-rate schedule (``max_epochs`` long) so an epoch count chosen part way through it is
 reproduced exactly by the refit (:attr:`hl.heads.fit.HeadConfig.schedule_epochs`).
@@ -40,6 +42,8 @@ FINALS = ("refit", "folds")
 @dataclass
 class SelectionConfig:
     folds: int = 4  # validation folds of whole training videos (leave-one-video-out with fewer videos)
+    few: int = 12  # more training videos than this: one held-out fold of `holdout` of them instead of k folds
+    holdout: float = 0.25
     max_epochs: int = 40  # every candidate's schedule; epoch counts epoch_step, 2 * epoch_step, ... are compared
     epoch_step: int = 5
     grid: tuple[dict, ...] = GRID  # overrides of the base HeadConfig ("arch.x" for architecture fields)
@@ -91,8 +95,13 @@ def chosen_config(base: HeadConfig, overrides: dict, epochs: int, config: Select
 
 
 def folds_for(n: int, config: SelectionConfig) -> list[list[int]]:
-    """The validation folds of ``n`` training videos (none with fewer than two)."""
-    return video_folds(n, config.folds, config.seed) if n >= 2 else []
+    """The validation folds of ``n`` training videos (none with fewer than two; one above ``config.few``)."""
+    if n < 2:
+        return []
+    if n <= config.few:
+        return video_folds(n, config.folds, config.seed)
+    k = min(n - 1, max(1, round(config.holdout * n)))
+    return [sorted(np.random.default_rng(config.seed).permutation(n)[:k].tolist())]
 
 
 def fold_curve(train: Sequence[Video], held_out: Sequence[int], base: HeadConfig, overrides: dict,

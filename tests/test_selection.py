@@ -51,7 +51,9 @@ def test_folds_adapt_to_the_number_of_videos():
     config = SelectionConfig(folds=4)
     assert folds_for(1, config) == []
     assert sorted(map(len, folds_for(4, config))) == [1, 1, 1, 1]  # TVSum: leave-one-video-out
-    assert sorted(map(len, folds_for(40, config))) == [10, 10, 10, 10]
+    assert sorted(map(len, folds_for(12, config))) == [3, 3, 3, 3]
+    assert [len(f) for f in folds_for(40, config)] == [10]  # many videos: one held-out quarter
+    assert len(set(folds_for(40, config)[0])) == 10 and max(folds_for(40, config)[0]) < 40
 
 
 def test_the_refit_reproduces_the_chosen_epoch():
