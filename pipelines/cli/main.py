@@ -279,10 +279,11 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--epochs", type=int, default=None, help="Fixed number of epochs (default: the shipped one).")
 @seeds_option("0,1,2,3,4")
 @click.option("--joint", is_flag=True, help="One model over all training domains instead of one per domain.")
-@click.option("--visual", type=NameList(), default="i3d,i3d_flow", show_default=True,
-              help="segment: visual extractors, concatenated.")
-@click.option("--audio", type=NameList(), default="pann", show_default=True,
-              help="segment: audio extractors ('' for none).")
+@click.option("--visual", type=NameList(), default=None,
+              help="segment: visual extractors, concatenated. Default: from the cache, the papers' i3d,i3d_flow "
+                   "first, else what it holds (c3d, r3d34, down to the weight-free stats).")
+@click.option("--audio", type=NameList(), default=None,
+              help="segment: audio extractors ('' for none). Default: from the cache, pann first, else stats_audio.")
 @click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a"]), default=None,
               help="segment: architecture (default co-av).")
 @click.option("--val-fraction", type=float, default=0.0, show_default=True,
@@ -291,8 +292,9 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
 @click.option("--fusion", type=click.Choice(["late", "early"]), default=None, help="segment ablation.")
-@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default="c3d", show_default=True,
-              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384).")
+@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default=None,
+              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
+                   "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
               help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
@@ -338,19 +340,37 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         train = train_heads
     bar, progress = _train_progress()
     try:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress)
+        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress, notice=click.echo)
     finally:
         bar.close()
     _print_summary(metrics)
     click.echo(f"run written to {out}")
 
 
-def _train_progress():
-    from tqdm import tqdm
+class _LazyBar:
+    """A tqdm bar drawn from the first finished head on, so that lines printed before training starts (which
+    features were chosen) are not interleaved with it."""
 
-    bar = tqdm(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, **kwargs):
+        self.kwargs, self.bar = kwargs, None
+
+    def get(self):
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(**self.kwargs)
+        return self.bar
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train_progress():
+    lazy = _LazyBar(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
 
     def progress(res, done, total):
+        bar = lazy.get()
         bar.total = total
         detail = f", {res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos" \
             if "epochs" in res and "train_videos" in res else ""
@@ -358,7 +378,7 @@ def _train_progress():
                   file=sys.stderr)
         bar.update(1)
 
-    return bar, progress
+    return lazy, progress
 
 
 def _print_summary(metrics) -> None:
