@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hl.common import HLError, atomic_path, clean_stale_temps, is_temp
+from hl.common import HLError, atomic_path, clean_stale_temps, is_plain_name, is_temp
 
 FORMAT_VERSION = 1
 
@@ -139,10 +139,20 @@ class FeatureStore:
 
     # -- paths -------------------------------------------------------------------------------------------
     def feature_path(self, video_id: str, extractor: str) -> Path:
-        return self.root / "features" / extractor / f"{video_key(video_id)}.h5"
+        return self.root / "features" / self._name(extractor) / f"{video_key(self._id(video_id))}.h5"
 
     def index_path(self, video_id: str, extractor: str) -> Path:
-        return self.root / "index" / extractor / f"{video_key(video_id)}.parquet"
+        return self.root / "index" / self._name(extractor) / f"{video_key(self._id(video_id))}.parquet"
+
+    def _id(self, video_id: str) -> str:
+        if "\x00" in video_id:
+            raise HLError(f"{self.root}: video id {video_id!r} holds a NUL character")
+        return video_id
+
+    def _name(self, extractor: str) -> str:
+        if not is_plain_name(extractor):
+            raise HLError(f"{self.root}: {extractor!r} cannot name an extractor's folder of the cache")
+        return extractor
 
     @property
     def manifest_path(self) -> Path:
