@@ -125,36 +125,58 @@ def weights_download(name, url, force, weights_dir):
 # -- hl cache -------------------------------------------------------------------------------------------
 @main.group(cls=Group)
 def cache() -> None:
-    """Inspect a feature cache."""
+    """Inspect and maintain a feature cache."""
 
 
 @cache.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def cache_info(path):
     """Videos, extractors, segments, and failures with their reasons."""
+    import pyarrow.compute as pc
+
     from hl.pipelines.cache import FeatureStore
 
     store = FeatureStore(path)
-    idx = store.index()
-    if idx.empty:
+    idx = store.index_table().select(["video_id", "extractor", "status", "segments", "dim", "weights_hash",
+                                      "error"])
+    if idx.num_rows == 0:
         click.echo(f"{path}: empty cache")
         return
-    ok = idx[idx["status"] == "ok"]
-    click.echo(f"cache {path}: {idx['video_id'].nunique()} videos, {ok['video_id'].nunique()} with features")
-    for name, g in idx.groupby("extractor"):
-        good = g[g["status"] == "ok"]
-        click.echo(f"  {name:<16} {len(good):>5} ok  {len(g) - len(good):>4} failed  "
-                   f"{int(good['segments'].sum()):>7} segments  dim {int(good['dim'].max()) if len(good) else 0}"
-                   f"  weights {','.join(sorted(set(g['weights_hash'].astype(str).str[:10])))}")
-    failed = idx[idx["status"] == "failed"].drop_duplicates("video_id")
+    is_ok = pc.equal(idx["status"], "ok")
+    ok = idx.filter(is_ok)
+    click.echo(f"cache {path}: {pc.count_distinct(idx['video_id']).as_py()} videos, "
+               f"{pc.count_distinct(ok['video_id']).as_py()} with features")
+    every = {r["extractor"]: r for r in idx.group_by("extractor").aggregate(
+        [("video_id", "count"), ("weights_hash", "distinct")]).to_pylist()}
+    good = {r["extractor"]: r for r in ok.group_by("extractor").aggregate(
+        [("video_id", "count"), ("segments", "sum"), ("dim", "max")]).to_pylist()}
+    for name in sorted(every):
+        g, n = good.get(name, {}), every[name]["video_id_count"]
+        n_ok = g.get("video_id_count", 0)
+        weights = ",".join(sorted({str(w)[:10] for w in every[name]["weights_hash_distinct"]}))
+        click.echo(f"  {name:<16} {n_ok:>5} ok  {n - n_ok:>4} failed  {int(g.get('segments_sum') or 0):>7} "
+                   f"segments  dim {int(g.get('dim_max') or 0)}  weights {weights}")
+    failed = idx.filter(pc.invert(is_ok)).select(["video_id", "error"]).to_pandas().drop_duplicates("video_id")
     if len(failed):
         click.echo(f"failures ({len(failed)} videos):")
-        for _, r in failed.iterrows():
-            click.echo(f"  {r['video_id']}: {r['error']}")
+        for vid, error in zip(failed["video_id"], failed["error"]):
+            click.echo(f"  {vid}: {error}")
     if store.manifest_path.exists():
         m = store.manifest()
         click.echo(f"manifest: {m['video_id'].nunique()} videos, {m['domain'].nunique()} domains, "
                    f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
+
+
+@cache.command("compact")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def cache_compact(path):
+    """Fold the per-unit index files into one file per extractor (every extraction run does this at its end).
+    Safe while runs write to the cache: readers see the index as before or after, never a mix."""
+    from hl.pipelines.cache import FeatureStore
+
+    r = FeatureStore(path).compact()
+    click.echo(f"{path}: {r.rows} index rows of {r.extractors} extractors compacted, {r.unit_files} unit files "
+               f"folded in" + (f", {r.kept} rewritten meanwhile kept" if r.kept else "") + f" ({r.seconds:.1f} s)")
 
 
 # -- hl import / hl manifest ---------------------------------------------------------------------------------

@@ -83,11 +83,17 @@ class LabelledVideo:
 
 
 def read_manifest_at(path: Path) -> pd.DataFrame:
-    from hl.data_manifests.schema import read_manifest
+    from hl.data_manifests.schema import read_manifest, validate
 
     if not path.exists():
         raise HLError(f"{path}: no manifest (pass --manifest, or import one into the cache)")
-    return read_manifest(path)
+    try:
+        manifest = read_manifest(path)
+        validate(manifest)
+    except (ValueError, KeyError) as exc:
+        reason = str(exc).strip("'\"")
+        raise HLError(f"{path}: {reason}") from None
+    return manifest
 
 
 def load_videos(store: FeatureStore, manifest: pd.DataFrame, visual: Sequence[str],
