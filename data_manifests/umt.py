@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hl.common import is_plain_name
+
 from .schema import SPLITS, clip_rows, conform, empty_manifest
 from .splits import lighthouse_beside, split_lookup
 
@@ -83,6 +85,9 @@ def umt_video_ids(root: str | Path) -> list[str]:
 
 def feature_paths(root: str | Path, video_id: str) -> dict[str, Path]:
     root = Path(root)
+    if not is_plain_name(video_id):
+        raise ValueError(f"{root}: the annotations name video {video_id!r}, which cannot name a feature file "
+                         f"of the release (a path separator, NUL or ..)")
     return {
         "i3d": root / "video_features" / f"{video_id}_rgb.npy",
         "i3d_flow": root / "video_features" / f"{video_id}_opt.npy",

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hl.common import HLError, write_text
+from hl.common import HLError, is_plain_name, write_text
 
 from .cache import FeatureOrigin, FeatureStore
 
@@ -138,7 +138,7 @@ class Run:
 
     # -- heads -----------------------------------------------------------------------------------------------
     def model_path(self, domain: str, seed: int) -> Path:
-        return self.path / "models" / domain / f"seed{int(seed)}.pt"
+        return self.path / "models" / _folder(self.path, domain) / f"seed{int(seed)}.pt"
 
     @property
     def models(self) -> dict[str, list[Path]]:
@@ -186,7 +186,8 @@ class Run:
 
     # -- outputs ---------------------------------------------------------------------------------------------
     def write_history(self, domain: str, seed: int, history: list[dict]) -> None:
-        write_text(self.path / "history" / f"{domain}-seed{int(seed)}.json", json.dumps(history, default=_plain))
+        write_text(self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json",
+                   json.dumps(history, default=_plain))
 
     def write_selection(self, domain: str, seed: int | None, record: dict) -> None:
         """What validation on the training videos chose for this head (``seed`` None: for every seed of the
@@ -200,7 +201,7 @@ class Run:
         return self.path / "selection" / (f"{domain}.json" if seed is None else f"{domain}-seed{int(seed)}.json")
 
     def history(self, domain: str, seed: int) -> list[dict]:
-        return json.loads((self.path / "history" / f"{domain}-seed{int(seed)}.json").read_text())
+        return json.loads((self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json").read_text())
 
     def write_results(self, results: Sequence[dict]) -> pd.DataFrame:
         """RUN/scores.parquet (every test segment's score) and RUN/tasks.parquet (one row per task, all but its
@@ -284,3 +285,11 @@ def segment_windows(store: FeatureStore, video_ids: Iterable[str], name: str, ma
     lengths = (manifest["end"] - manifest["start"]).to_numpy(dtype=np.float64)
     seconds = float(np.round(np.median(lengths), 3)) if len(lengths) else 2.0
     return {"rule": "imported" if rules == {None} else "manifest", "seconds": seconds}
+
+
+def _folder(run: Path, domain: str) -> str:
+    """`domain` as the name of a file or folder inside the run; a one-line HLError for a name that would lead
+    elsewhere (a path separator, NUL, ``..``)."""
+    if not is_plain_name(str(domain)):
+        raise HLError(f"{run}: domain {domain!r} cannot name a folder of the run (no / or \\, not . or ..)")
+    return str(domain)

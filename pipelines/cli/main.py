@@ -125,36 +125,58 @@ def weights_download(name, url, force, weights_dir):
 # -- hl cache -------------------------------------------------------------------------------------------
 @main.group(cls=Group)
 def cache() -> None:
-    """Inspect a feature cache."""
+    """Inspect and maintain a feature cache."""
 
 
 @cache.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def cache_info(path):
     """Videos, extractors, segments, and failures with their reasons."""
+    import pyarrow.compute as pc
+
     from hl.pipelines.cache import FeatureStore
 
     store = FeatureStore(path)
-    idx = store.index()
-    if idx.empty:
+    idx = store.index_table().select(["video_id", "extractor", "status", "segments", "dim", "weights_hash",
+                                      "error"])
+    if idx.num_rows == 0:
         click.echo(f"{path}: empty cache")
         return
-    ok = idx[idx["status"] == "ok"]
-    click.echo(f"cache {path}: {idx['video_id'].nunique()} videos, {ok['video_id'].nunique()} with features")
-    for name, g in idx.groupby("extractor"):
-        good = g[g["status"] == "ok"]
-        click.echo(f"  {name:<16} {len(good):>5} ok  {len(g) - len(good):>4} failed  "
-                   f"{int(good['segments'].sum()):>7} segments  dim {int(good['dim'].max()) if len(good) else 0}"
-                   f"  weights {','.join(sorted(set(g['weights_hash'].astype(str).str[:10])))}")
-    failed = idx[idx["status"] == "failed"].drop_duplicates("video_id")
+    is_ok = pc.equal(idx["status"], "ok")
+    ok = idx.filter(is_ok)
+    click.echo(f"cache {path}: {pc.count_distinct(idx['video_id']).as_py()} videos, "
+               f"{pc.count_distinct(ok['video_id']).as_py()} with features")
+    every = {r["extractor"]: r for r in idx.group_by("extractor").aggregate(
+        [("video_id", "count"), ("weights_hash", "distinct")]).to_pylist()}
+    good = {r["extractor"]: r for r in ok.group_by("extractor").aggregate(
+        [("video_id", "count"), ("segments", "sum"), ("dim", "max")]).to_pylist()}
+    for name in sorted(every):
+        g, n = good.get(name, {}), every[name]["video_id_count"]
+        n_ok = g.get("video_id_count", 0)
+        weights = ",".join(sorted({str(w)[:10] for w in every[name]["weights_hash_distinct"]}))
+        click.echo(f"  {name:<16} {n_ok:>5} ok  {n - n_ok:>4} failed  {int(g.get('segments_sum') or 0):>7} "
+                   f"segments  dim {int(g.get('dim_max') or 0)}  weights {weights}")
+    failed = idx.filter(pc.invert(is_ok)).select(["video_id", "error"]).to_pandas().drop_duplicates("video_id")
     if len(failed):
         click.echo(f"failures ({len(failed)} videos):")
-        for _, r in failed.iterrows():
-            click.echo(f"  {r['video_id']}: {r['error']}")
+        for vid, error in zip(failed["video_id"], failed["error"]):
+            click.echo(f"  {vid}: {error}")
     if store.manifest_path.exists():
         m = store.manifest()
         click.echo(f"manifest: {m['video_id'].nunique()} videos, {m['domain'].nunique()} domains, "
                    f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
+
+
+@cache.command("compact")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def cache_compact(path):
+    """Fold the per-unit index files into one file per extractor (every extraction run does this at its end).
+    Safe while runs write to the cache: readers see the index as before or after, never a mix."""
+    from hl.pipelines.cache import FeatureStore
+
+    r = FeatureStore(path).compact()
+    click.echo(f"{path}: {r.rows} index rows of {r.extractors} extractors compacted, {r.unit_files} unit files "
+               f"folded in" + (f", {r.kept} rewritten meanwhile kept" if r.kept else "") + f" ({r.seconds:.1f} s)")
 
 
 # -- hl import / hl manifest ---------------------------------------------------------------------------------
@@ -286,10 +308,11 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--epochs", type=int, default=None, help="Fixed number of epochs (default: the shipped one).")
 @seeds_option("0,1,2,3,4")
 @click.option("--joint", is_flag=True, help="One model over all training domains instead of one per domain.")
-@click.option("--visual", type=NameList(), default="i3d,i3d_flow", show_default=True,
-              help="segment: visual extractors, concatenated.")
-@click.option("--audio", type=NameList(), default="pann", show_default=True,
-              help="segment: audio extractors ('' for none).")
+@click.option("--visual", type=NameList(), default=None,
+              help="segment: visual extractors, concatenated. Default: from the cache, the papers' i3d,i3d_flow "
+                   "first, else what it holds (c3d, r3d34, down to the weight-free stats).")
+@click.option("--audio", type=NameList(), default=None,
+              help="segment: audio extractors ('' for none). Default: from the cache, pann first, else stats_audio.")
 @click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a", "ridge"]), default=None,
               help="segment: architecture (default co-av); ridge: the linear baseline (per-video standardised "
                    "features, alpha chosen by validation on the training videos).")
@@ -307,8 +330,9 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
 @click.option("--fusion", type=click.Choice(["late", "early"]), default=None, help="segment ablation.")
-@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default="c3d", show_default=True,
-              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384).")
+@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default=None,
+              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
+                   "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
               help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
@@ -365,19 +389,37 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         train = train_heads
     bar, progress = _train_progress()
     try:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress)
+        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress, notice=click.echo)
     finally:
         bar.close()
     _print_summary(metrics)
     click.echo(f"run written to {out}")
 
 
-def _train_progress():
-    from tqdm import tqdm
+class _LazyBar:
+    """A tqdm bar drawn from the first finished head on, so that lines printed before training starts (which
+    features were chosen) are not interleaved with it."""
 
-    bar = tqdm(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, **kwargs):
+        self.kwargs, self.bar = kwargs, None
+
+    def get(self):
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(**self.kwargs)
+        return self.bar
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train_progress():
+    lazy = _LazyBar(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
 
     def progress(res, done, total):
+        bar = lazy.get()
         bar.total = total
         detail = f", {res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos" \
             if "epochs" in res and "train_videos" in res else ""
@@ -385,7 +427,7 @@ def _train_progress():
         bar.write(f"[{done}/{total}] {res['domain']} {what}{detail}, {res.get('seconds', 0):.1f} s", file=sys.stderr)
         bar.update(1)
 
-    return bar, progress
+    return lazy, progress
 
 
 def _print_summary(metrics) -> None:

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..cache import FeatureStore
 from ..cluster import run_tasks
 from ..run import JOINT, Run, RunConfig, feature_origins, segment_windows
 from .evaluate import VideoLabels, evaluate_scores, manifest_labels, protocol_metric
+from .feature_choice import segment_features
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 class TrainSpec:
     cache: str
     manifest: str | None = None  # default: CACHE/manifest.parquet
-    visual: tuple[str, ...] = ("i3d", "i3d_flow")
-    audio: tuple[str, ...] = ("pann",)
+    # None: chosen from what the cache holds (hl.pipelines.stages.feature_choice: i3d + i3d_flow and pann first)
+    visual: tuple[str, ...] | None = None
+    audio: tuple[str, ...] | None = None
     domains: tuple[str, ...] | None = None  # None: every domain in the manifest
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     joint: bool = False  # one model over all training domains instead of one per domain
@@ -83,11 +85,17 @@ class LabelledVideo:
 
 
 def read_manifest_at(path: Path) -> pd.DataFrame:
-    from hl.data_manifests.schema import read_manifest
+    from hl.data_manifests.schema import read_manifest, validate
 
     if not path.exists():
         raise HLError(f"{path}: no manifest (pass --manifest, or import one into the cache)")
-    return read_manifest(path)
+    try:
+        manifest = read_manifest(path)
+        validate(manifest)
+    except (ValueError, KeyError) as exc:
+        reason = str(exc).strip("'\"")
+        raise HLError(f"{path}: {reason}") from None
+    return manifest
 
 
 def load_videos(store: FeatureStore, manifest: pd.DataFrame, visual: Sequence[str],
@@ -249,6 +257,21 @@ def select_settings(spec: TrainSpec, run: Run, domains: Sequence[str], videos: S
     return chosen
 
 
+def with_cached_features(spec: TrainSpec, store: FeatureStore, video_ids: Sequence[str]
+                         ) -> tuple[TrainSpec, dict | None]:
+    """`spec` with the visual/audio features it leaves open (None) chosen from what the cache holds for
+    `video_ids`, and a record of that choice (None when the spec named both)."""
+    if spec.visual is not None and spec.audio is not None:
+        return spec, None
+    visual, audio = segment_features(store, video_ids)
+    chosen = {"visual": list(spec.visual) if spec.visual is not None else list(visual.names),
+              "audio": list(spec.audio) if spec.audio is not None else list(audio.names)}
+    record = {"from_cache": [k for k in ("visual", "audio") if getattr(spec, k) is None], **chosen,
+              "line": ", ".join(c.describe(k) for k, c in (("visual", visual), ("audio", audio))
+                                if getattr(spec, k) is None)}
+    return replace(spec, visual=tuple(chosen["visual"]), audio=tuple(chosen["audio"])), record
+
+
 def validation_metric(videos: Sequence[LabelledVideo]):
     """metric(indices into `videos`, their scores) -> the dataset's protocol figure over those videos (the mean
     over their domains): how validation on training videos is scored, never loss."""
@@ -271,11 +294,11 @@ def _score_rows(model, test: Sequence[LabelledVideo], seed: int) -> list[dict]:
 
 
 def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
-                progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
+                progress: Callable[[dict, int, int], None] | None = None,
+                notice: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Train every (domain, seed) head as parallel Dask tasks, score the test videos, compute the metrics.
+    Features the spec leaves open are chosen from the cache; `notice` receives the one line saying which.
     Returns the metrics table (also written to RUN/metrics.parquet)."""
-    if not spec.visual:
-        raise HLError("no visual features named (--visual)")
     if not spec.seeds:
         raise HLError("no seeds given (--seeds)")
     if spec.ridge and (spec.track_test or spec.val_fraction > 0):
@@ -285,6 +308,14 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)
     manifest = manifest[manifest["domain"].isin(domains)]
+    spec, chosen = with_cached_features(spec, store, sorted(manifest["video_id"].unique()))
+    if chosen is not None and notice is not None:
+        notice(f"features chosen from the cache: {chosen['line']}")
+    if not spec.visual:
+        raise HLError("no visual features named (--visual)")
+    if not spec.audio and not spec.ridge and "model" not in spec.head.get("arch", {}):
+        # no audio stream: the visual-only model, not the co-occurrence one (which needs audio)
+        spec = replace(spec, head={**spec.head, "arch": {**spec.head.get("arch", {}), "model": "v"}})
     videos, missing = load_videos(store, manifest, spec.visual, spec.audio)
     if not videos:
         raise HLError(f"{spec.cache}: no cached {'+'.join(spec.visual)} features for the manifest's videos")
@@ -298,13 +329,13 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
         segments=segment_windows(store, trained_on, spec.visual[0], manifest),
         cache=str(spec.cache), manifest=str(spec.manifest_path), domains=domains, seeds=list(spec.seeds),
         joint=spec.joint, head=spec.head_config().to_dict(),
-        training={"spec": asdict(spec), "missing_videos": missing},
+        training={"spec": asdict(spec), "missing_videos": missing, "features_chosen": chosen},
     ))
     trained = [JOINT] if spec.joint else domains
-    chosen: dict[str, dict | None] = {}
+    picked: dict[str, dict | None] = {}
     if spec.select is not None and not spec.ridge:
-        chosen = select_settings(spec, run, trained, videos, scheduler, workers or os.cpu_count() or 1, progress)
-    jobs = [(spec, str(run.path), d, s, chosen.get(d)) for d in trained for s in spec.seeds]
+        picked = select_settings(spec, run, trained, videos, scheduler, workers or os.cpu_count() or 1, progress)
+    jobs = [(spec, str(run.path), d, s, picked.get(d)) for d in trained for s in spec.seeds]
     results = run_tasks(train_task, jobs, scheduler, workers or os.cpu_count() or 1, "hl-train", progress)
     scores = run.write_results(results)
     metrics = evaluate_scores(scores, [v.labels for v in videos])
