@@ -280,8 +280,21 @@ CSV_COLUMNS = ["video_id", "rank", "start", "end", "score", "mean_score", "peak_
                "thumbnail", "clip", "clip_start", "clip_end", "clip_mode"]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A CSV cell a spreadsheet shows as text: a string that starts like a formula (= + - @, tab, carriage
+    return; a video named ``=HYPERLINK(...).mp4``) gets a leading apostrophe. Numbers pass as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_tables(results: dict[str, VideoHighlights], out: str | Path) -> tuple[Path, Path]:
-    """OUT/highlights.json (see :func:`moment_records`) and OUT/highlights.csv (one row per moment)."""
+    """OUT/highlights.json (see :func:`moment_records`) and OUT/highlights.csv (one row per moment; text cells
+    that would start a spreadsheet formula are prefixed with an apostrophe, see :func:`csv_cell`; the JSON keeps
+    every value as it is)."""
     out = Path(out)
     records = moment_records(results)
     json_path = write_text(out / "highlights.json", json.dumps(records, indent=1, ensure_ascii=False))
@@ -292,10 +305,11 @@ def write_tables(results: dict[str, VideoHighlights], out: str | Path) -> tuple[
         for vid, rows in records.items():
             for r in rows:
                 clip = r.get("clip") or {}
-                w.writerow({"video_id": vid, "rank": r["rank"], "start": r["start"], "end": r["end"],
-                            "score": r["score"], "mean_score": r["mean_score"], "peak_time": r["peak_time"],
-                            "segments": " ".join(map(str, r["segments"])), "source": results[vid].path,
-                            "thumbnail": r["thumbnail"] or "", "clip": clip.get("path", ""),
-                            "clip_start": clip.get("start", ""), "clip_end": clip.get("end", ""),
-                            "clip_mode": clip.get("mode", "")})
+                row = {"video_id": vid, "rank": r["rank"], "start": r["start"], "end": r["end"],
+                       "score": r["score"], "mean_score": r["mean_score"], "peak_time": r["peak_time"],
+                       "segments": " ".join(map(str, r["segments"])), "source": results[vid].path,
+                       "thumbnail": r["thumbnail"] or "", "clip": clip.get("path", ""),
+                       "clip_start": clip.get("start", ""), "clip_end": clip.get("end", ""),
+                       "clip_mode": clip.get("mode", "")}
+                w.writerow({k: csv_cell(v) for k, v in row.items()})
     return json_path, csv_path
