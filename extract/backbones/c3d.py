@@ -137,6 +137,13 @@ def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 SPORTS1M = WeightsEntry(
+    # DavideA/c3d-pytorch README (1111ccf): "Download the pretrained weights (Sports1M) from
+    # [here](http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle)". The README gives only this http
+    # address and publishes no checksum (nor does any release of the repository); whether the host serves the same
+    # path over https could not be checked from here, so the published address is kept. The file is never
+    # unpickled with code: it is read with torch.load(weights_only=True) (a plain state dict of tensors), its
+    # names and shapes are checked before it is put in place, and the sha256 of the first download is recorded in
+    # the weights directory (weights.json) and in every cache unit made with it.
     "c3d_sports1m", "c3d", "c3d.pickle", "http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle",
     description="C3D trained on Sports-1M (487 classes), converted from the Caffe model (DavideA/c3d-pytorch)",
     license="code MIT (DavideA/c3d-pytorch); the converted Caffe weights state no licence",

@@ -95,6 +95,8 @@ def weights_list(weights_dir):
     for row in list_weights(weights_dir):
         mark = "present" if row["present"] else "absent "
         click.echo(f"  {mark}  {row['name']:<20} {row['backbone']:<10} {row['file']:<28} {row['url']}")
+        if row.get("license"):
+            click.echo(f"           licence: {row['license']}")
 
 
 @weights.command("add")
