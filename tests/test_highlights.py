@@ -99,8 +99,9 @@ def test_highlights_command_progress_and_summary(found, tmp_path):
     code = highlights_command(found.trained.new_videos, found.trained.run, top=2, out=out, clips=True,
                               cache=found.result.cache, stream=stream, echo=lines.append)
     assert code == 1  # one video could not be scored
-    drawn = stream.getvalue()
-    assert "[5/5] skipped" in drawn and "highlights: 100%" in drawn
+    drawn = stream.getvalue()  # not a terminal: plain lines, one per video and stage
+    assert "extract [5/5] skipped" in drawn and "highlights: 4/4 videos done, 0 failed" in drawn
+    assert "\r" not in drawn and sum(line.startswith("highlights [") for line in drawn.splitlines()) == 4
     assert [line.split(":")[0] for line in lines[:4]] == ["alpha", "beta", "long", "sub/gamma"]
     assert all(line.count("#") <= 2 for line in lines[:4])  # --top 2
     assert lines[4].startswith("4 videos scored (0 extracted, 5 from the cache), 1 failed")
