@@ -412,12 +412,20 @@ def predict(run_dir, cache, out, videos, maps_dir):
 
 
 # -- hl highlights -------------------------------------------------------------------------------------------
+DEFAULT_RELATIVE = 0.55  # = hl.pipelines.highlights.moments.RELATIVE (not imported here: it would load torch)
+
+
 @main.command()
 @click.argument("video_or_dir", type=click.Path(path_type=Path))
 @click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A trained run.")
 @click.option("--top", type=int, default=5, show_default=True, help="Most moments kept per video.")
 @click.option("--min-gap", type=float, default=4.0, show_default=True,
               help="Least seconds between the end of one moment and the start of the next.")
+@click.option("--relative", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Drop moments scoring below median + R x (best - median) of the video's scores "
+                   "[default: 0.55, chosen on TVSum's training videos].")
+@click.option("--min-score", type=float, default=None,
+              help="An absolute floor instead of the relative one (0 keeps the top moments whatever they score).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("highlights"), show_default=True)
 @click.option("--clips", is_flag=True, help="Cut every moment as its own file (packet copy: fast, lossless).")
 @click.option("--reencode", is_flag=True, help="With --clips: cut exactly at the moment (H.264 + AAC).")
@@ -426,14 +434,17 @@ def predict(run_dir, cache, out, videos, maps_dir):
 @cluster_options
 @quiet_option
 @log_format_option
-def highlights(video_or_dir, run_dir, top, min_gap, out, clips, reencode, cache, weights_dir, scheduler, workers,
-               quiet, log_format):
+def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, clips, reencode, cache, weights_dir,
+               scheduler, workers, quiet, log_format):
     """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips."""
+    if relative is not None and min_score is not None:
+        raise click.UsageError("give --relative or --min-score, not both")
 
     def echo(line: str) -> None:
         click.echo(line, err=line.lstrip().startswith(("failed:", '{"event": "result", "message": "  failed:')))
 
     sys.exit(highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips, cache=cache,
+                                relative=DEFAULT_RELATIVE if relative is None else relative, min_score=min_score,
                                 reencode=reencode, weights_dir=weights_dir, scheduler=scheduler, workers=workers,
                                 quiet=quiet, echo=echo, log_format=log_format))
 
@@ -446,6 +457,8 @@ def highlights_command(
     out: str | Path | None = None,
     clips: bool = False,
     cache: str | Path | None = None,
+    relative: float | None = DEFAULT_RELATIVE,
+    min_score: float | None = None,
     reencode: bool = False,
     weights_dir: str | Path | None = None,
     scheduler: str | None = None,
@@ -472,6 +485,7 @@ def highlights_command(
             stage[0].item(video_id, "ok", "scored")
 
         result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
+                                 relative=relative, min_score=min_score,
                                  clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
                                  scheduler=scheduler, workers=workers, reporter=console.extract_reporter(),
                                  notice=console.notice, on_video=scored)
@@ -484,7 +498,8 @@ def highlights_command(
     if len(videos) <= 10:
         for vid, vh in videos.items():
             best = ", ".join(f"#{k + 1} {m.start:.1f}-{m.end:.1f} s ({m.score:.2f})" for k, m in enumerate(vh.moments))
-            echo(f"{vid}: {best or 'no moments'}")
+            floor = f" (floor {vh.floor:.2f})" if vh.floor is not None else ""
+            echo(f"{vid}: {best or 'no moments'}{floor}")
     ext = result.extraction
     echo(f"{len(videos)} videos scored ({len(ext.computed)} extracted, {len(ext.skipped)} from the cache), "
          f"{len(result.failed)} failed -> {result.report}")
