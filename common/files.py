@@ -29,6 +29,12 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_MARK}{owner}{path.suffix}")
 
 
+def is_plain_name(name: str) -> bool:
+    """True for a string usable as one file or folder name, that cannot lead out of the folder it is joined
+    to: not empty, no path separator, no NUL, not ``.`` or ``..``."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+
+
 def is_temp(path: str | os.PathLike) -> bool:
     """True for a temporary file of :func:`atomic_path` (skip these when listing a folder)."""
     name = Path(path).name

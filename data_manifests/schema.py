@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hl.common import is_plain_name
+
 SPLITS = ("train", "val", "test")
 
 SCHEMA = pa.schema(
@@ -121,6 +123,13 @@ def validate(df: pd.DataFrame) -> None:
         bad = [v for v in values if not isinstance(v, str) or v == ""]
         if bad:
             raise ValueError(f"manifest column {col!r} must hold non-empty strings, found {bad[0]!r}")
+        bad = [v for v in values if "\x00" in v]
+        if bad:
+            raise ValueError(f"manifest column {col!r} holds a NUL character: {bad[0]!r}")
+    bad = [d for d in df["domain"] if not is_plain_name(d)]
+    if bad:
+        raise ValueError(f"manifest column 'domain' holds {bad[0]!r}: a domain names a folder of a run (no / or \\, "
+                         f"not . or ..)")
     bad_split = sorted(set(df["split"]) - set(SPLITS))
     if bad_split:
         raise ValueError(f"manifest column 'split' holds {bad_split[0]!r}; allowed: {', '.join(SPLITS)}")

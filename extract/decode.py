@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 AUDIO_RATE = 32000
 WORKING_SHORT_SIDE = 256
+# What a video may claim in its headers before anything is decoded (a decoder bomb claims more): frames of at most
+# 8192 x 8192 pixels (8K UHD fits), and no more frames than the file has bytes (every coded frame takes some).
+MAX_FRAME_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,37 @@ def _as_numpy(batch) -> np.ndarray:
     return torch.from_dlpack(batch.to_dlpack()).numpy()
 
 
+def check_claims(path: str | Path) -> bool:
+    """Read `path`'s headers (nothing is decoded) and raise a one-line HLError when they claim frames larger
+    than :data:`MAX_FRAME_PIXELS` or more frames than the file has bytes (a tiny file claiming hours at 1000
+    fps). Returns whether the file has an audio stream; a file the headers of which cannot be read passes (the
+    decoder says why)."""
+    import av
+
+    size = os.path.getsize(path)
+    try:
+        with av.open(str(path)) as container:
+            has_audio = len(container.streams.audio) > 0
+            if not container.streams.video:
+                return has_audio
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+            seconds = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                       else (container.duration or 0) / av.time_base)
+            frames = int(stream.frames or round(seconds * rate))
+    except Exception:  # noqa: BLE001 - the decoder reports unreadable files with its own reason
+        return False
+    if width * height > MAX_FRAME_PIXELS:
+        side = int(MAX_FRAME_PIXELS ** 0.5)
+        raise HLError(f"{path}: claims {width}x{height} frames, more than the {side}x{side} pixels hl decodes "
+                      f"(a damaged or hostile file?)")
+    if frames > size:
+        raise HLError(f"{path}: claims {frames} frames ({seconds:.0f} s at {rate:g} fps) in a {size}-byte file "
+                      f"(a damaged or hostile file?)")
+    return has_audio
+
+
 def has_audio_stream(path: str | Path) -> bool:
     import av
 
@@ -87,6 +121,7 @@ class VideoSource:
             raise HLError(f"{self.path}: no such file")
         if os.path.getsize(self.path) == 0:
             raise HLError(f"{self.path}: empty file")
+        has_audio = check_claims(self.path)
         try:
             probe = decord.VideoReader(self.path, num_threads=threads)
             width, height = probe[0].shape[1], probe[0].shape[0]
@@ -97,6 +132,9 @@ class VideoSource:
             raise HLError(f"{self.path}: {cause} ({one_line(exc)})") from None
         if num_frames <= 0 or not fps > 0:
             raise HLError(f"{self.path}: no frames or no frame rate (frames={num_frames}, fps={fps})")
+        if num_frames > os.path.getsize(self.path):
+            raise HLError(f"{self.path}: claims {num_frames} frames in a {os.path.getsize(self.path)}-byte file "
+                          f"(a damaged or hostile file?)")
         w, h = working_size(width, height, short_side)
         if (w, h) == (width, height):  # decoded at its own size: the probe reader serves
             self._reader = probe
@@ -106,7 +144,7 @@ class VideoSource:
                 self._reader = decord.VideoReader(self.path, width=w, height=h, num_threads=threads)
             except Exception as exc:
                 raise HLError(f"{self.path}: cannot open at {w}x{h} ({one_line(exc)})") from None
-        self.info = VideoInfo(self.path, num_frames, fps, width, height, has_audio_stream(self.path))
+        self.info = VideoInfo(self.path, num_frames, fps, width, height, has_audio)
         self.frame_size = (h, w)
         log.debug("opened %s: %d frames at %.3f fps, %dx%d -> %dx%d",
                   name, num_frames, fps, width, height, w, h)

@@ -7,6 +7,10 @@
     RUN/tasks.parquet                   one row per training task (videos, epochs, seconds, ...)
     RUN/metrics.parquet                 one row per (domain, seed): the dataset's protocol metric
     RUN/history/<domain>-seed<k>.json   per-epoch training record
+    RUN/selection/<domain>-seed<k>.json what validation on the training videos chose, and why (ridge, selection)
+    RUN/epoch_scores.parquet            with ``--track-test`` only: the test scores after every epoch (video_id,
+                                        domain, seed, epoch, segment, score), for the papers' best-epoch
+                                        protocol; never read by the default evaluation
 
 A run records the *origin* of its features (:class:`hl.pipelines.cache.FeatureOrigin`: the extractor's settings
 and the weights' sha256). Whatever scores new videos with it reads their origin from the cache and refuses
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hl.common import HLError, write_text
+from hl.common import HLError, is_plain_name, write_text
 
 from .cache import FeatureOrigin, FeatureStore
 
@@ -37,6 +41,7 @@ FORMAT = 2
 JOINT = "joint"  # the domain name of a model trained over all domains
 KINDS = ("segment", "pixel")
 SCORE_COLUMNS = ["video_id", "domain", "seed", "segment", "score"]
+EPOCH_SCORE_COLUMNS = ["video_id", "domain", "seed", "epoch", "segment", "score"]
 
 
 @dataclass
@@ -133,7 +138,7 @@ class Run:
 
     # -- heads -----------------------------------------------------------------------------------------------
     def model_path(self, domain: str, seed: int) -> Path:
-        return self.path / "models" / domain / f"seed{int(seed)}.pt"
+        return self.path / "models" / _folder(self.path, domain) / f"seed{int(seed)}.pt"
 
     @property
     def models(self) -> dict[str, list[Path]]:
@@ -181,10 +186,19 @@ class Run:
 
     # -- outputs ---------------------------------------------------------------------------------------------
     def write_history(self, domain: str, seed: int, history: list[dict]) -> None:
-        write_text(self.path / "history" / f"{domain}-seed{int(seed)}.json", json.dumps(history, default=_plain))
+        write_text(self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json",
+                   json.dumps(history, default=_plain))
+
+    def write_selection(self, domain: str, seed: int, record: dict) -> None:
+        """What validation on the training videos chose for this head, and why."""
+        write_text(self.path / "selection" / f"{domain}-seed{int(seed)}.json",
+                   json.dumps(record, indent=1, default=_plain))
+
+    def selection(self, domain: str, seed: int) -> dict:
+        return json.loads((self.path / "selection" / f"{domain}-seed{int(seed)}.json").read_text())
 
     def history(self, domain: str, seed: int) -> list[dict]:
-        return json.loads((self.path / "history" / f"{domain}-seed{int(seed)}.json").read_text())
+        return json.loads((self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json").read_text())
 
     def write_results(self, results: Sequence[dict]) -> pd.DataFrame:
         """RUN/scores.parquet (every test segment's score) and RUN/tasks.parquet (one row per task, all but its
@@ -192,7 +206,12 @@ class Run:
         scores = pd.DataFrame([r for res in results for r in res["scores"]], columns=SCORE_COLUMNS)
         scores = scores.sort_values(["domain", "seed", "video_id", "segment"]).reset_index(drop=True)
         scores.to_parquet(self.path / "scores.parquet", index=False)
-        tasks = pd.DataFrame([{k: v for k, v in r.items() if k != "scores"} for r in results])
+        tracked = [r for res in results for r in res.get("epoch_scores", [])]
+        if tracked:
+            epochs = pd.DataFrame(tracked, columns=EPOCH_SCORE_COLUMNS)
+            epochs.sort_values(["domain", "seed", "epoch", "video_id", "segment"]).to_parquet(
+                self.path / "epoch_scores.parquet", index=False)
+        tasks = pd.DataFrame([{k: v for k, v in r.items() if k not in ("scores", "epoch_scores")} for r in results])
         tasks.sort_values(["domain", "seed"]).to_parquet(self.path / "tasks.parquet", index=False)
         return scores
 
@@ -203,6 +222,14 @@ class Run:
         path = self.path / "scores.parquet"
         if not path.exists():
             raise HLError(f"{self.path}: no scores.parquet (the run has no test videos?)")
+        return pd.read_parquet(path)
+
+    def epoch_scores(self) -> pd.DataFrame:
+        """The test scores after every epoch (runs trained with ``track_test``); a one-line HLError otherwise."""
+        path = self.path / "epoch_scores.parquet"
+        if not path.exists():
+            raise HLError(f"{self.path}: no per-epoch test scores: the best-epoch protocol needs a run trained "
+                          f"with `hl train-head --track-test`")
         return pd.read_parquet(path)
 
     def metrics(self) -> pd.DataFrame:
@@ -255,3 +282,11 @@ def segment_windows(store: FeatureStore, video_ids: Iterable[str], name: str, ma
     lengths = (manifest["end"] - manifest["start"]).to_numpy(dtype=np.float64)
     seconds = float(np.round(np.median(lengths), 3)) if len(lengths) else 2.0
     return {"rule": "imported" if rules == {None} else "manifest", "seconds": seconds}
+
+
+def _folder(run: Path, domain: str) -> str:
+    """`domain` as the name of a file or folder inside the run; a one-line HLError for a name that would lead
+    elsewhere (a path separator, NUL, ``..``)."""
+    if not is_plain_name(str(domain)):
+        raise HLError(f"{run}: domain {domain!r} cannot name a folder of the run (no / or \\, not . or ..)")
+    return str(domain)

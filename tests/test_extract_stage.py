@@ -181,7 +181,8 @@ def test_sigkill_midway_resumes_without_redoing(tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole run: driver, scheduler, workers
     proc.wait()
-    done_before = {p.name: pq.read_table(p).to_pylist()[0]["created"] for p in index.glob("*.parquet")}
+    rows = [pq.read_table(p).to_pylist()[0] for p in index.glob("*.parquet")]
+    done_before = {r["video_id"]: r["created"] for r in rows}
     assert 2 <= len(done_before) < 10, "the run should have been killed part-way"
     for h5 in (out / "features").rglob("*.h5"):  # every visible file is complete and readable
         with h5py.File(h5, "r") as f:
@@ -190,8 +191,8 @@ def test_sigkill_midway_resumes_without_redoing(tmp_path):
     redone = [o.video_id for o in report.outcomes if o.status == "ok"]
     skipped = [o.video_id for o in report.outcomes if o.status == "skipped"]
     assert len(redone) + len(skipped) == 10 and not report.failed
-    for name, created in done_before.items():
-        assert pq.read_table(index / name).to_pylist()[0]["created"] == created  # not redone
+    for vid, created in done_before.items():
+        assert FeatureStore(out).row(vid, "motion_saliency")["created"] == created  # not redone
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]  # stale temporaries cleaned
 
 

@@ -34,7 +34,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hl.common import HLError, atomic_path, clean_stale_temps, is_temp
+from hl.common import HLError, atomic_path, clean_stale_temps, is_plain_name
+
+from . import index as index_files
 
 FORMAT_VERSION = 1
 
@@ -139,10 +141,20 @@ class FeatureStore:
 
     # -- paths -------------------------------------------------------------------------------------------
     def feature_path(self, video_id: str, extractor: str) -> Path:
-        return self.root / "features" / extractor / f"{video_key(video_id)}.h5"
+        return self.root / "features" / self._name(extractor) / f"{video_key(self._id(video_id))}.h5"
 
     def index_path(self, video_id: str, extractor: str) -> Path:
-        return self.root / "index" / extractor / f"{video_key(video_id)}.parquet"
+        return self.root / "index" / self._name(extractor) / f"{video_key(self._id(video_id))}.parquet"
+
+    def _id(self, video_id: str) -> str:
+        if "\x00" in video_id:
+            raise HLError(f"{self.root}: video id {video_id!r} holds a NUL character")
+        return video_id
+
+    def _name(self, extractor: str) -> str:
+        if not is_plain_name(extractor):
+            raise HLError(f"{self.root}: {extractor!r} cannot name an extractor's folder of the cache")
+        return extractor
 
     @property
     def manifest_path(self) -> Path:
@@ -193,19 +205,21 @@ class FeatureStore:
 
     # -- reading -----------------------------------------------------------------------------------------
     def index(self, extractor: str | None = None) -> pd.DataFrame:
-        """All index rows (or one extractor's) as a DataFrame with INDEX_SCHEMA's columns."""
-        base = self.root / "index" / (extractor or "")
-        files = sorted(p for p in base.rglob("*.parquet") if not is_temp(p)) if base.exists() else []
-        if not files:
-            return INDEX_SCHEMA.empty_table().to_pandas()
-        table = pa.concat_tables([pq.read_table(p, schema=INDEX_SCHEMA) for p in files])
-        return table.to_pandas()
+        """All index rows (or one extractor's) as a DataFrame with INDEX_SCHEMA's columns, one per unit."""
+        return self.index_table(extractor).to_pandas()
+
+    def index_table(self, extractor: str | None = None) -> pa.Table:
+        """:meth:`index` as a pyarrow Table (cheaper for a million rows)."""
+        return index_files.read_index(self.root, INDEX_SCHEMA, extractor and self._name(extractor))
 
     def row(self, video_id: str, extractor: str) -> dict[str, Any] | None:
-        path = self.index_path(video_id, extractor)
-        if not path.exists():
-            return None
-        return pq.read_table(path, schema=INDEX_SCHEMA).to_pylist()[0]
+        return index_files.read_row(self.root / "index" / self._name(extractor), video_key(self._id(video_id)),
+                                    video_id, INDEX_SCHEMA)
+
+    def compact(self, stale_lock_s: float = 3600.0) -> index_files.CompactReport:
+        """Fold the per-unit index files into one file per extractor, atomically (see :mod:`.index`); a
+        one-line HLError when another compaction is running."""
+        return index_files.compact(self.root, INDEX_SCHEMA, stale_lock_s)
 
     def is_done(self, video_id: str, extractor: str, fingerprint: str, config: str, weights: str,
                 include_failed: bool = True) -> bool:
@@ -219,6 +233,10 @@ class FeatureStore:
         if row["status"] == "ok":
             return (self.root / row["file"]).exists()
         return include_failed
+
+    def lookup(self, extractors: Sequence[str]) -> UnitLookup:
+        """What the cache holds for `extractors`, read once: :meth:`is_done` for many units at once."""
+        return UnitLookup(self, extractors)
 
     def videos(self, extractor: str | None = None) -> list[str]:
         """Ids of videos with at least one successful unit (of `extractor`, if given)."""
@@ -300,3 +318,30 @@ class FeatureStore:
         if not self.manifest_path.exists():
             raise HLError(f"{self.root}: no manifest.parquet (import one, or pass --manifest)")
         return pd.read_parquet(self.manifest_path)
+
+
+class UnitLookup:
+    """The index rows and feature files of some extractors, read once, to decide for many units whether they
+    are done (:meth:`FeatureStore.is_done`'s rule) without a file access per unit."""
+
+    def __init__(self, store: FeatureStore, extractors: Sequence[str]):
+        self.rows: dict[tuple[str, str], tuple] = {}
+        self.present: set[str] = set()
+        for name in dict.fromkeys(extractors):
+            t = store.index_table(name).select(["video_id", "extractor", "fingerprint", "config_hash",
+                                                "weights_hash", "status", "file"]).to_pydict()
+            self.rows.update(zip(zip(t["video_id"], t["extractor"]),
+                                 zip(t["fingerprint"], t["config_hash"], t["weights_hash"], t["status"], t["file"])))
+            folder = store.root / "features" / name
+            try:
+                with os.scandir(folder) as it:
+                    self.present.update(f"features/{name}/{e.name}" for e in it)
+            except FileNotFoundError:
+                pass
+
+    def is_done(self, video_id: str, extractor: str, fingerprint: str, config: str, weights: str,
+                include_failed: bool = True) -> bool:
+        row = self.rows.get((video_id, extractor))
+        if row is None or row[:3] != (fingerprint, config, weights):
+            return False
+        return row[4] in self.present if row[3] == "ok" else include_failed

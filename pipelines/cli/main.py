@@ -133,36 +133,58 @@ def weights_download(name, url, force, weights_dir):
 # -- hl cache -------------------------------------------------------------------------------------------
 @main.group(cls=Group)
 def cache() -> None:
-    """Inspect a feature cache."""
+    """Inspect and maintain a feature cache."""
 
 
 @cache.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def cache_info(path):
     """Videos, extractors, segments, and failures with their reasons."""
+    import pyarrow.compute as pc
+
     from hl.pipelines.cache import FeatureStore
 
     store = FeatureStore(path)
-    idx = store.index()
-    if idx.empty:
+    idx = store.index_table().select(["video_id", "extractor", "status", "segments", "dim", "weights_hash",
+                                      "error"])
+    if idx.num_rows == 0:
         click.echo(f"{path}: empty cache")
         return
-    ok = idx[idx["status"] == "ok"]
-    click.echo(f"cache {path}: {idx['video_id'].nunique()} videos, {ok['video_id'].nunique()} with features")
-    for name, g in idx.groupby("extractor"):
-        good = g[g["status"] == "ok"]
-        click.echo(f"  {name:<16} {len(good):>5} ok  {len(g) - len(good):>4} failed  "
-                   f"{int(good['segments'].sum()):>7} segments  dim {int(good['dim'].max()) if len(good) else 0}"
-                   f"  weights {','.join(sorted(set(g['weights_hash'].astype(str).str[:10])))}")
-    failed = idx[idx["status"] == "failed"].drop_duplicates("video_id")
+    is_ok = pc.equal(idx["status"], "ok")
+    ok = idx.filter(is_ok)
+    click.echo(f"cache {path}: {pc.count_distinct(idx['video_id']).as_py()} videos, "
+               f"{pc.count_distinct(ok['video_id']).as_py()} with features")
+    every = {r["extractor"]: r for r in idx.group_by("extractor").aggregate(
+        [("video_id", "count"), ("weights_hash", "distinct")]).to_pylist()}
+    good = {r["extractor"]: r for r in ok.group_by("extractor").aggregate(
+        [("video_id", "count"), ("segments", "sum"), ("dim", "max")]).to_pylist()}
+    for name in sorted(every):
+        g, n = good.get(name, {}), every[name]["video_id_count"]
+        n_ok = g.get("video_id_count", 0)
+        weights = ",".join(sorted({str(w)[:10] for w in every[name]["weights_hash_distinct"]}))
+        click.echo(f"  {name:<16} {n_ok:>5} ok  {n - n_ok:>4} failed  {int(g.get('segments_sum') or 0):>7} "
+                   f"segments  dim {int(g.get('dim_max') or 0)}  weights {weights}")
+    failed = idx.filter(pc.invert(is_ok)).select(["video_id", "error"]).to_pandas().drop_duplicates("video_id")
     if len(failed):
         click.echo(f"failures ({len(failed)} videos):")
-        for _, r in failed.iterrows():
-            click.echo(f"  {r['video_id']}: {r['error']}")
+        for vid, error in zip(failed["video_id"], failed["error"]):
+            click.echo(f"  {vid}: {error}")
     if store.manifest_path.exists():
         m = store.manifest()
         click.echo(f"manifest: {m['video_id'].nunique()} videos, {m['domain'].nunique()} domains, "
                    f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
+
+
+@cache.command("compact")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def cache_compact(path):
+    """Fold the per-unit index files into one file per extractor (every extraction run does this at its end).
+    Safe while runs write to the cache: readers see the index as before or after, never a mix."""
+    from hl.pipelines.cache import FeatureStore
+
+    r = FeatureStore(path).compact()
+    click.echo(f"{path}: {r.rows} index rows of {r.extractors} extractors compacted, {r.unit_files} unit files "
+               f"folded in" + (f", {r.kept} rewritten meanwhile kept" if r.kept else "") + f" ({r.seconds:.1f} s)")
 
 
 # -- hl import / hl manifest ---------------------------------------------------------------------------------
@@ -195,11 +217,17 @@ def import_() -> None:
 @splits_option
 def import_umt_cmd(root, out, splits):
     """Released I3D rgb/flow + PANN features -> CACHE (i3d, i3d_flow, pann) + CACHE/manifest.parquet.
-    Default split: lighthouse's."""
+
+    Default split: lighthouse's. UMT's own split files (train/val) work as they are: a domain without a
+    'test' list has its 'val' list read as the test set, as UMT evaluates it."""
+    import pandas as pd
+
     from hl.pipelines.cache.umt_import import import_umt
 
     n, path = import_umt(root, out, splits=_read_splits(splits))
-    click.echo(f"imported {n} videos into {out}; manifest {path}")
+    split = pd.read_parquet(path, columns=["video_id", "split"]).drop_duplicates("video_id")["split"]
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(split.value_counts().items()))
+    click.echo(f"imported {n} videos into {out} ({counts}); manifest {path}")
 
 
 def _durations_from(folder: Path) -> dict[str, float]:
@@ -272,7 +300,8 @@ def manifest(kind, source, out, **options):
 
 
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
-SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion")
+SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
+                "track_test")
 PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 
 
@@ -287,20 +316,26 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--epochs", type=int, default=None, help="Fixed number of epochs (default: the shipped one).")
 @seeds_option("0,1,2,3,4")
 @click.option("--joint", is_flag=True, help="One model over all training domains instead of one per domain.")
-@click.option("--visual", type=NameList(), default="i3d,i3d_flow", show_default=True,
-              help="segment: visual extractors, concatenated.")
-@click.option("--audio", type=NameList(), default="pann", show_default=True,
-              help="segment: audio extractors ('' for none).")
-@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a"]), default=None,
-              help="segment: architecture (default co-av).")
+@click.option("--visual", type=NameList(), default=None,
+              help="segment: visual extractors, concatenated. Default: from the cache, the papers' i3d,i3d_flow "
+                   "first, else what it holds (c3d, r3d34, down to the weight-free stats).")
+@click.option("--audio", type=NameList(), default=None,
+              help="segment: audio extractors ('' for none). Default: from the cache, pann first, else stats_audio.")
+@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a", "ridge"]), default=None,
+              help="segment: architecture (default co-av); ridge: the linear baseline (per-video standardised "
+                   "features, alpha chosen by validation on the training videos).")
 @click.option("--val-fraction", type=float, default=0.0, show_default=True,
               help="segment: carve this share of training videos out for early stopping (never the test split).")
+@click.option("--track-test", is_flag=True,
+              help="segment: also score the test videos after every epoch, for `hl eval --protocol best-epoch` "
+                   "(the papers' protocol); the run's own scores stay those of its last epoch.")
 @click.option("--no-hpcl", is_flag=True, help="segment ablation: no contrastive loss.")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
 @click.option("--fusion", type=click.Choice(["late", "early"]), default=None, help="segment ablation.")
-@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default="c3d", show_default=True,
-              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384).")
+@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default=None,
+              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
+                   "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
               help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
@@ -312,8 +347,8 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @log_format_option
 @click.pass_context
 def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
-               val_fraction, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm, ablate,
-               scheduler, workers, quiet, log_format):
+               val_fraction, track_test, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm,
+               ablate, scheduler, workers, quiet, log_format):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
@@ -335,6 +370,13 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
         head: dict = {}
+        if model == "ridge":
+            wrong = explicit(ctx, ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test",
+                                   "val_fraction"))
+            if wrong:
+                names = ", ".join("--" + n.replace("_", "-") for n in wrong)
+                raise click.UsageError(f"{names}: not an option of --model ridge")
+            head, model = {"model": "ridge"}, None
         arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
         if arch:
             head["arch"] = arch
@@ -344,22 +386,29 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
             head["w_hpcl"] = 0.0
         if no_rank:
             head["w_rank"] = 0.0
-        spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, head=head, **common)
+        spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, track_test=track_test, head=head,
+                         **common)
         train = train_heads
     with Console(log_format, quiet=quiet) as console:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=console.train_progress())
+        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=console.train_progress(),
+                        notice=console.say)
     _print_summary(metrics, console)
     console.result(f"run written to {out}", run=str(out))
 
 
-def _print_summary(metrics, console: Console) -> None:
+def _print_summary(metrics, console: Console | None = None) -> None:
     from hl.pipelines.stages.evaluate import summary_table
 
+    say = console.result if console is not None else (lambda line, **fields: click.echo(line))
+    if metrics.empty:
+        say("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
+        return
+
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
-    if console.format != "json":
-        console.result(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
+    if console is None or console.format != "json":
+        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
     for _, r in summary_table(metrics).iterrows():
-        console.result(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})",
+        say(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})",
                        domain=r["domain"], metric=name, mean=float(r["mean"]), std=float(r["std"]),
                        seeds=int(r["count"]))
 
@@ -367,22 +416,47 @@ def _print_summary(metrics, console: Console) -> None:
 @main.command("eval")
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--tvsum-protocol", type=click.Choice(["umt", "mini-net"]), default="umt", show_default=True)
-@log_format_option
-def eval_cmd(run_dir, tvsum_protocol, log_format):
+@click.option("--protocol", type=click.Choice(["final", "best-epoch"]), default="final", show_default=True,
+              help="final: the trained heads as they are (nothing chosen on the test videos). best-epoch: per "
+                   "domain the best epoch picked on the test videos, as the papers report; optimistic, needs a "
+                   "run trained with --track-test, printed under its own heading.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts) instead of the table.")
+def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
     """Per-domain table of the run's test metrics, mean +- std over seeds."""
+    import json
+
     from hl.pipelines.run import Run
-    from hl.pipelines.stages.evaluate import evaluate_run
+    from hl.pipelines.stages.evaluate import BEST_EPOCH_HEADING, evaluate_best_epoch, evaluate_run, summary_dict
 
     run = Run.open(run_dir)
-    console = Console(log_format)
-    console.close()  # results only: no progress to show
-    _print_summary(evaluate_run(run, tvsum_protocol=tvsum_protocol), console)
+    best = protocol == "best-epoch"
+    if best and run.kind != "segment":
+        from hl.common import HLError
+
+        raise HLError(f"{run_dir}: --protocol best-epoch needs a segment run trained with --track-test")
+    metrics = (evaluate_best_epoch if best else evaluate_run)(run, tvsum_protocol=tvsum_protocol)
     c = run.config
     if run.kind == "pixel":
-        console.result(f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)")
+        about = f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)"
+    elif c.head.get("model") == "ridge":
+        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
+                 f" model ridge, alpha chosen by validation on the training videos")
+    else:
+        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
+                 f" model {c.head['arch']['model']}, {c.head['epochs']} epochs"
+                 f"{' tracked, best picked on the test videos' if best else ''}")
+    if as_json:
+        out = {"run": str(run_dir), "protocol": protocol, "tvsum_protocol": tvsum_protocol}
+        if best:
+            out["heading"] = BEST_EPOCH_HEADING
+            out["best_epochs"] = {d: {str(int(s)): int(e) for s, e in zip(g["seed"], g["epoch"])}
+                                  for d, g in metrics.groupby("domain")}
+        click.echo(json.dumps({**out, **summary_dict(metrics), "about": about}))
         return
-    console.result(f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-               f" model {c.head['arch']['model']}, {c.head['epochs']} epochs (fixed)")
+    if best:
+        click.echo(f"== {BEST_EPOCH_HEADING} ==")
+    _print_summary(metrics)
+    click.echo(about)
 
 
 @main.command()

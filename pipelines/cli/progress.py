@@ -87,6 +87,10 @@ class Console:
     def notice(self, line: str) -> None:
         self.emit(f"NOTICE: {line}", "notice", message=line)
 
+    def say(self, line: str) -> None:
+        """An informative line (json: ``{"event": "info", "message": ...}``)."""
+        self.emit(line, "info", message=line)
+
     def result(self, line: str, **fields: Any) -> None:
         """A line of the command's outcome, on stdout (json: ``{"event": "result", "message": ...}``)."""
         out = self.out or sys.stdout

@@ -329,19 +329,22 @@ def highlights_document(results: dict[str, VideoHighlights], settings: dict | No
 
 CSV_COLUMNS = ["video_id", "rank", "start", "end", "score", "mean_score", "peak_time", "segments", "score_rank",
                "percentile", "floor", "source", "thumbnail", "clip", "clip_start", "clip_end", "clip_mode"]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value):
-    """A CSV cell a spreadsheet shows as text: one starting with = + - @ (or a tab / carriage return) gets a
-    leading apostrophe, so it is never run as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """A CSV cell a spreadsheet shows as text: a string that starts like a formula (= + - @, tab, carriage
+    return; a video named ``=HYPERLINK(...).mp4``) gets a leading apostrophe. Numbers pass as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
 
 
 def write_tables(results: dict[str, VideoHighlights], out: str | Path, settings: dict | None = None
                  ) -> tuple[Path, Path]:
-    """OUT/highlights.json (see :func:`highlights_document`) and OUT/highlights.csv (one row per moment)."""
+    """OUT/highlights.json (see :func:`highlights_document`) and OUT/highlights.csv (one row per moment; text
+    cells that would start a spreadsheet formula are prefixed with an apostrophe, see :func:`csv_cell`; the JSON
+    keeps every value as it is)."""
     out = Path(out)
     records = moment_records(results)
     doc = highlights_document(results, settings)

@@ -35,6 +35,7 @@ from hl.extract.extractors import (
 from hl.extract.weights import weights_hash
 
 from ..cache import FeatureOrigin, FeatureStore, config_hash, fingerprint
+from ..cache.store import UnitLookup
 from ..cluster import host_threads, run_tasks
 
 log = logging.getLogger(__name__)
@@ -259,16 +260,44 @@ def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, setti
                         extractors=[p.extractor.name for p, _ in todo])
 
 
-def pending_units(store: FeatureStore, item: VideoItem, plans: list[UnitPlan], fp: str, spec: str,
-                  settings: RunSettings, retry_failed: bool) -> list[tuple[UnitPlan, str]]:
-    """The (plan, config hash) pairs of `item` that the cache does not hold yet."""
+def pending_units(store: FeatureStore | UnitLookup, item: VideoItem, plans: list[UnitPlan], fp: str, spec: str,
+                  settings: RunSettings, retry_failed: bool,
+                  hashes: dict | None = None) -> list[tuple[UnitPlan, str]]:
+    """The (plan, config hash) pairs of `item` that the cache does not hold yet. `store` may be a
+    :class:`UnitLookup` (the index read once, for many videos); `hashes` keeps config hashes across calls."""
     todo = []
+    hashes = {} if hashes is None else hashes
     for p in plans:
-        chash = config_hash(extractor_config(p.extractor, settings, spec))
+        chash = hashes.get((p.extractor.name, spec))
+        if chash is None:
+            chash = hashes[p.extractor.name, spec] = config_hash(extractor_config(p.extractor, settings, spec))
         if not store.is_done(item.video_id, p.extractor.name, fp, chash, p.weights_hash,
                              include_failed=not retry_failed):
             todo.append((p, chash))
     return todo
+
+
+def plan_videos(store: FeatureStore, items: list[VideoItem], plans: list[UnitPlan], settings: RunSettings,
+                segment_seconds: float, retry_failed: bool = False,
+                fingerprints: dict[str, str] | None = None) -> tuple[list[VideoItem], list[VideoItem]]:
+    """Split `items` into (to extract, already cached) reading the index once. A video whose fingerprint
+    cannot be taken is to extract (its worker records why). `fingerprints` ({path: fingerprint}) spares
+    re-reading files whose fingerprint is known."""
+    lookup = store.lookup([p.extractor.name for p in plans])
+    hashes: dict = {}
+    todo, cached = [], []
+    for item in items:
+        try:
+            fp = fingerprints[item.path] if fingerprints and item.path in fingerprints else fingerprint(item.path)
+        except OSError:
+            todo.append(item)
+            continue
+        spec = _segment_spec(item, segment_seconds)
+        if pending_units(lookup, item, plans, fp, spec, settings, retry_failed, hashes):
+            todo.append(item)
+        else:
+            cached.append(item)
+    return todo, cached
 
 
 def _fail_all(store: FeatureStore, item: VideoItem, plans: list[UnitPlan], fp: str, segment_seconds: float,
@@ -379,19 +408,11 @@ def run_extraction(
     # Units already cached are found here, without starting a cluster: a re-run costs a fingerprint each.
     outcomes: list[VideoOutcome] = []
     reporter.start(len(items), 0)
-    todo_items = []
-    for item in items:
-        try:
-            fp = fingerprint(item.path)
-        except OSError:
-            todo_items.append(item)  # the worker records the failure
-            continue
-        if pending_units(store, item, plans, fp, _segment_spec(item, segment_seconds), settings, retry_failed):
-            todo_items.append(item)
-        else:
-            outcomes.append(VideoOutcome(item.video_id, item.path, "skipped",
-                                         extractors=[p.extractor.name for p in plans]))
-            reporter.video_done(outcomes[-1], len(outcomes), len(items))
+    todo_items, cached = plan_videos(store, items, plans, settings, segment_seconds, retry_failed)
+    for item in cached:
+        outcomes.append(VideoOutcome(item.video_id, item.path, "skipped",
+                                     extractors=[p.extractor.name for p in plans]))
+        reporter.video_done(outcomes[-1], len(outcomes), len(items))
     if not todo_items:
         return ExtractReport(outcomes, notices, time.perf_counter() - t0)
 
@@ -413,9 +434,19 @@ def run_extraction(
               topics={"hl-progress": lambda event: reporter.video_progress(event[1]["video_id"],
                                                                            event[1]["fraction"])},
               on_error=worker_error)
+    compact_index(store, notices)
     order = {i.video_id: k for k, i in enumerate(items)}
     outcomes.sort(key=lambda o: order[o.video_id])
     return ExtractReport(outcomes, notices, time.perf_counter() - t0)
+
+
+def compact_index(store: FeatureStore, notices: list[str]) -> None:
+    """Fold the run's per-unit index files into the compacted index; a compaction already running elsewhere
+    (another run ending) does it instead."""
+    try:
+        store.compact()
+    except HLError as exc:
+        notices.append(f"index not compacted now: {exc}")
 
 
 def _cuda_count() -> int:
