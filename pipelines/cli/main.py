@@ -103,6 +103,8 @@ def weights_list(weights_dir):
     for row in list_weights(weights_dir):
         mark = "present" if row["present"] else "absent "
         click.echo(f"  {mark}  {row['name']:<20} {row['backbone']:<10} {row['file']:<28} {row['url']}")
+        if row.get("license"):
+            click.echo(f"           licence: {row['license']}")
 
 
 @weights.command("add")
@@ -337,7 +339,8 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
               help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
                    "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
-              help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
+              help="pixel: saliency threshold. Default: the paper's for TASED saliency (0.0005; 0.001 for "
+                   "dog/gymnastics/skiing), a calibrated 4x the uniform value for motion_saliency.")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
               help="pixel: normalisation of the saliency map before comparing with beta.")
 @click.option("--ablate", type=click.Choice(["spatial", "temporal"]), default=None,
