@@ -303,7 +303,7 @@ def manifest(kind, source, out, **options):
 
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
 SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
-                "track_test")
+                "track_test", "select", "select_final")
 PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 
 
@@ -331,6 +331,11 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--track-test", is_flag=True,
               help="segment: also score the test videos after every epoch, for `hl eval --protocol best-epoch` "
                    "(the papers' protocol); the run's own scores stay those of its last epoch.")
+@click.option("--select", is_flag=True,
+              help="segment: choose the setting (width, lr, dropout, loss weights) and the epoch count per domain "
+                   "by validation mAP on folds of the training videos; recorded in RUN/selection/.")
+@click.option("--select-final", type=click.Choice(["refit", "folds"]), default="refit", show_default=True,
+              help="with --select: refit the chosen setting on all training videos, or average the fold heads.")
 @click.option("--no-hpcl", is_flag=True, help="segment ablation: no contrastive loss.")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
@@ -350,8 +355,8 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @log_format_option
 @click.pass_context
 def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
-               val_fraction, track_test, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm,
-               ablate, scheduler, workers, quiet, log_format):
+               val_fraction, track_test, select, select_final, no_hpcl, no_rank, global_query, fusion, backbone,
+               beta, saliency_norm, ablate, scheduler, workers, quiet, log_format):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
@@ -389,8 +394,11 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
             head["w_hpcl"] = 0.0
         if no_rank:
             head["w_rank"] = 0.0
+        if select_final != "refit" and not select:
+            raise click.UsageError("--select-final: only with --select")
+        selection = {"final": select_final} if select else None
         spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, track_test=track_test, head=head,
-                         **common)
+                         select=selection, **common)
         train = train_heads
     with Console(log_format, quiet=quiet) as console:
         metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=console.train_progress(),
