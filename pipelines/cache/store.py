@@ -18,6 +18,7 @@ file and concurrent workers never share one. ``key`` is the video id made file-n
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -34,7 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hl.common import HLError, atomic_path, clean_stale_temps, is_plain_name
+from hl.common import HLError, atomic_path, clean_stale_temps, is_plain_name, storage_error
+from hl.common.files import temp_name
 
 from . import index as index_files
 
@@ -172,6 +174,15 @@ class FeatureStore:
         """Write one (video, extractor) HDF5 file atomically. Arrays named in `map_datasets` are stored
         uint8, chunked one frame per chunk and gzip-compressed; others as given (float32 for features)."""
         path = self.feature_path(video_id, extractor)
+        try:
+            self._write_h5(path, video_id, extractor, arrays, attrs, map_datasets)
+        except OSError as exc:
+            raise storage_error(path, exc) from None
+        return path
+
+    @staticmethod
+    def _write_h5(path: Path, video_id: str, extractor: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
+                  map_datasets: Iterable[str]) -> None:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             for name, arr in arrays.items():
                 arr = np.asarray(arr)
@@ -188,16 +199,32 @@ class FeatureStore:
             f.attrs["created"] = _now()
             for k, v in attrs.items():
                 f.attrs[k] = v if not isinstance(v, dict | list) else json.dumps(v)
-        return path
 
     def write_index_row(self, row: dict[str, Any]) -> Path:
         """Write (replace) the index row of one unit atomically."""
         full = {name: row.get(name) for name in INDEX_SCHEMA.names}
         full["created"] = full["created"] or _now()
         path = self.index_path(full["video_id"], full["extractor"])
-        with atomic_path(path) as tmp:
-            pq.write_table(pa.Table.from_pylist([full], schema=INDEX_SCHEMA), tmp)
+        try:
+            with atomic_path(path) as tmp:
+                pq.write_table(pa.Table.from_pylist([full], schema=INDEX_SCHEMA), tmp)
+        except OSError as exc:
+            raise storage_error(path, exc) from None
         return path
+
+    def check_writable(self) -> None:
+        """Create the cache folder if needed and write (then remove) a file in it; a one-line StorageError
+        naming the folder when the cache is read-only, unwritable or full."""
+        for folder in (self.root / "features", self.root / "index"):
+            probe = temp_name(folder / "writable")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe.write_bytes(b"\0" * 4096)
+            except OSError as exc:
+                raise storage_error(folder, exc) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    probe.unlink()
 
     def clean_stale(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files left by killed writers (see :func:`hl.common.clean_stale_temps`)."""
