@@ -25,7 +25,10 @@ Manifest rules
 Splits
 ------
 ``splits={domain: {"train": [...], "val": [...], "test": [...]}}`` assigns videos explicitly; videos not
-listed are left out of the manifest. With ``splits=None``: a video uses the ``"split"`` field of its
+listed are left out of the manifest. UMT's own split files (``datasets/utils/static.py``) name only ``train``
+and ``val``, and their ``val`` list is the benchmark's test set: a domain whose splits hold no ``test`` list has
+its ``val`` list read as ``test`` (:func:`umt_split_names`), so those videos are scored and never chosen on.
+With ``splits=None``: a video uses the ``"split"`` field of its
 annotation entry when the release stores one (the TVSum release does not); otherwise the lighthouse TVSum
 split when the lighthouse files are found beside the release (``root/../lighthouse`` or
 ``root/lighthouse``), with lighthouse "val" as "test" (see :mod:`hl.data_manifests.lighthouse`);
@@ -118,7 +121,7 @@ def umt_manifest(
     datasets = umt_datasets(root) if datasets is None else list(datasets)
     if not datasets:
         raise ValueError(f"no UMT annotation file ({', '.join(ANNO_FILES.values())}) in {root}")
-    assigned = split_lookup(splits) if splits is not None else None
+    assigned = split_lookup(umt_split_names(splits)) if splits is not None else None
     fallback = None if splits is not None else lighthouse_beside(root.parent / "lighthouse", root / "lighthouse")
 
     frames = []
@@ -141,6 +144,19 @@ def umt_manifest(
             raise ValueError(f"none of the videos listed in splits is annotated in {root}")
         return empty_manifest()
     return conform(pd.concat(frames, ignore_index=True))
+
+
+def umt_split_names(splits: dict) -> dict:
+    """UMT's split naming -> hl's: per domain, a ``val`` list with no ``test`` list beside it is the test set
+    (UMT evaluates on ``val``). Splits that name a ``test`` list are kept as they are."""
+    if not isinstance(splits, dict):
+        return splits  # split_lookup names the error
+    out = {}
+    for domain, per_split in splits.items():
+        if isinstance(per_split, dict) and "val" in per_split and "test" not in per_split:
+            per_split = {("test" if k == "val" else k): v for k, v in per_split.items()}
+        out[domain] = per_split
+    return out
 
 
 def _tvsum_rows(video_id: str, entry: dict, domain: str, split: str) -> pd.DataFrame:

@@ -24,9 +24,9 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
-    """The dict saved by :func:`save_checkpoint` with format `fmt`; a one-line HLError for anything else (a
-    missing or foreign file, or one that asks to run code on loading)."""
+def load_checkpoint(path: str | Path, fmt: str | tuple[str, ...], what: str) -> dict[str, Any]:
+    """The dict saved by :func:`save_checkpoint` with format `fmt` (or one of several); a one-line HLError for
+    anything else (a missing or foreign file, or one that asks to run code on loading)."""
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -35,6 +35,7 @@ def load_checkpoint(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - whatever the unpickler says, the file is not a head of ours
         raise HLError(f"{path}: not a {what} file: it holds more than plain tensors and values "
                       f"({one_line(exc)})") from None
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise HLError(f"{path}: not a {what} file (expected format {fmt!r})")
+    accepted = (fmt,) if isinstance(fmt, str) else tuple(fmt)
+    if not isinstance(payload, dict) or payload.get("format") not in accepted:
+        raise HLError(f"{path}: not a {what} file (expected format {' or '.join(map(repr, accepted))})")
     return payload

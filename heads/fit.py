@@ -219,10 +219,13 @@ def fit(
     seed: int = 0,
     val: Sequence[Video] | None = None,
     progress: Callable[[int, dict], None] | None = None,
+    watch: Callable[[int, HeadModel], None] | None = None,
 ) -> tuple[HeadModel, list[dict]]:
     """Train a head on ``train`` (labelled videos). Returns the model (in eval mode) and the history: one dict
     per epoch with the mean training ``loss``, ``ce``, ``hpcl``, ``rank`` (and ``val_loss`` with ``val``).
-    ``progress(epoch, record)`` is called after every epoch. Global RNG state is left untouched."""
+    ``progress(epoch, record)`` is called after every epoch, and ``watch(epoch, model)`` too, to score videos
+    with the model as it stands (:func:`score` leaves the training untouched: same seed, same weights).
+    Global RNG state is left untouched."""
     config = config or HeadConfig()
     train = list(train)
     if not train:
@@ -240,7 +243,7 @@ def fit(
         rng = np.random.default_rng(seed)
         model = HeadModel(config, visual_dim, audio_dim)
         _fit_standardisation(model, train)
-        history = _train(model, train, val, rng, progress)
+        history = _train(model, train, val, rng, progress, watch)
     model.eval()
     return model, history
 
@@ -264,6 +267,7 @@ def _train(
     val: Sequence[Video] | None,
     rng: np.random.Generator,
     progress: Callable[[int, dict], None] | None,
+    watch: Callable[[int, HeadModel], None] | None = None,
 ) -> list[dict]:
     cfg = model.config
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -308,6 +312,8 @@ def _train(
         history.append(record)
         if progress is not None:
             progress(epoch, record)
+        if watch is not None:
+            watch(epoch, model)
         if val_batch is not None and cfg.patience is not None and epoch - best[1] >= cfg.patience:
             break
     if val_batch is not None and cfg.patience is not None and best[2] is not None:

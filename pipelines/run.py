@@ -7,6 +7,10 @@
     RUN/tasks.parquet                   one row per training task (videos, epochs, seconds, ...)
     RUN/metrics.parquet                 one row per (domain, seed): the dataset's protocol metric
     RUN/history/<domain>-seed<k>.json   per-epoch training record
+    RUN/selection/<domain>-seed<k>.json what validation on the training videos chose, and why (ridge, selection)
+    RUN/epoch_scores.parquet            with ``--track-test`` only: the test scores after every epoch (video_id,
+                                        domain, seed, epoch, segment, score), for the papers' best-epoch
+                                        protocol; never read by the default evaluation
 
 A run records the *origin* of its features (:class:`hl.pipelines.cache.FeatureOrigin`: the extractor's settings
 and the weights' sha256). Whatever scores new videos with it reads their origin from the cache and refuses
@@ -37,6 +41,7 @@ FORMAT = 2
 JOINT = "joint"  # the domain name of a model trained over all domains
 KINDS = ("segment", "pixel")
 SCORE_COLUMNS = ["video_id", "domain", "seed", "segment", "score"]
+EPOCH_SCORE_COLUMNS = ["video_id", "domain", "seed", "epoch", "segment", "score"]
 
 
 @dataclass
@@ -184,6 +189,14 @@ class Run:
         write_text(self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json",
                    json.dumps(history, default=_plain))
 
+    def write_selection(self, domain: str, seed: int, record: dict) -> None:
+        """What validation on the training videos chose for this head, and why."""
+        write_text(self.path / "selection" / f"{domain}-seed{int(seed)}.json",
+                   json.dumps(record, indent=1, default=_plain))
+
+    def selection(self, domain: str, seed: int) -> dict:
+        return json.loads((self.path / "selection" / f"{domain}-seed{int(seed)}.json").read_text())
+
     def history(self, domain: str, seed: int) -> list[dict]:
         return json.loads((self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json").read_text())
 
@@ -193,7 +206,12 @@ class Run:
         scores = pd.DataFrame([r for res in results for r in res["scores"]], columns=SCORE_COLUMNS)
         scores = scores.sort_values(["domain", "seed", "video_id", "segment"]).reset_index(drop=True)
         scores.to_parquet(self.path / "scores.parquet", index=False)
-        tasks = pd.DataFrame([{k: v for k, v in r.items() if k != "scores"} for r in results])
+        tracked = [r for res in results for r in res.get("epoch_scores", [])]
+        if tracked:
+            epochs = pd.DataFrame(tracked, columns=EPOCH_SCORE_COLUMNS)
+            epochs.sort_values(["domain", "seed", "epoch", "video_id", "segment"]).to_parquet(
+                self.path / "epoch_scores.parquet", index=False)
+        tasks = pd.DataFrame([{k: v for k, v in r.items() if k not in ("scores", "epoch_scores")} for r in results])
         tasks.sort_values(["domain", "seed"]).to_parquet(self.path / "tasks.parquet", index=False)
         return scores
 
@@ -204,6 +222,14 @@ class Run:
         path = self.path / "scores.parquet"
         if not path.exists():
             raise HLError(f"{self.path}: no scores.parquet (the run has no test videos?)")
+        return pd.read_parquet(path)
+
+    def epoch_scores(self) -> pd.DataFrame:
+        """The test scores after every epoch (runs trained with ``track_test``); a one-line HLError otherwise."""
+        path = self.path / "epoch_scores.parquet"
+        if not path.exists():
+            raise HLError(f"{self.path}: no per-epoch test scores: the best-epoch protocol needs a run trained "
+                          f"with `hl train-head --track-test`")
         return pd.read_parquet(path)
 
     def metrics(self) -> pd.DataFrame:

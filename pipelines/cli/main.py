@@ -209,11 +209,17 @@ def import_() -> None:
 @splits_option
 def import_umt_cmd(root, out, splits):
     """Released I3D rgb/flow + PANN features -> CACHE (i3d, i3d_flow, pann) + CACHE/manifest.parquet.
-    Default split: lighthouse's."""
+
+    Default split: lighthouse's. UMT's own split files (train/val) work as they are: a domain without a
+    'test' list has its 'val' list read as the test set, as UMT evaluates it."""
+    import pandas as pd
+
     from hl.pipelines.cache.umt_import import import_umt
 
     n, path = import_umt(root, out, splits=_read_splits(splits))
-    click.echo(f"imported {n} videos into {out}; manifest {path}")
+    split = pd.read_parquet(path, columns=["video_id", "split"]).drop_duplicates("video_id")["split"]
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(split.value_counts().items()))
+    click.echo(f"imported {n} videos into {out} ({counts}); manifest {path}")
 
 
 def _durations_from(folder: Path) -> dict[str, float]:
@@ -286,7 +292,8 @@ def manifest(kind, source, out, **options):
 
 
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
-SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion")
+SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
+                "track_test")
 PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 
 
@@ -301,20 +308,26 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--epochs", type=int, default=None, help="Fixed number of epochs (default: the shipped one).")
 @seeds_option("0,1,2,3,4")
 @click.option("--joint", is_flag=True, help="One model over all training domains instead of one per domain.")
-@click.option("--visual", type=NameList(), default="i3d,i3d_flow", show_default=True,
-              help="segment: visual extractors, concatenated.")
-@click.option("--audio", type=NameList(), default="pann", show_default=True,
-              help="segment: audio extractors ('' for none).")
-@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a"]), default=None,
-              help="segment: architecture (default co-av).")
+@click.option("--visual", type=NameList(), default=None,
+              help="segment: visual extractors, concatenated. Default: from the cache, the papers' i3d,i3d_flow "
+                   "first, else what it holds (c3d, r3d34, down to the weight-free stats).")
+@click.option("--audio", type=NameList(), default=None,
+              help="segment: audio extractors ('' for none). Default: from the cache, pann first, else stats_audio.")
+@click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a", "ridge"]), default=None,
+              help="segment: architecture (default co-av); ridge: the linear baseline (per-video standardised "
+                   "features, alpha chosen by validation on the training videos).")
 @click.option("--val-fraction", type=float, default=0.0, show_default=True,
               help="segment: carve this share of training videos out for early stopping (never the test split).")
+@click.option("--track-test", is_flag=True,
+              help="segment: also score the test videos after every epoch, for `hl eval --protocol best-epoch` "
+                   "(the papers' protocol); the run's own scores stay those of its last epoch.")
 @click.option("--no-hpcl", is_flag=True, help="segment ablation: no contrastive loss.")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
 @click.option("--fusion", type=click.Choice(["late", "early"]), default=None, help="segment ablation.")
-@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default="c3d", show_default=True,
-              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384).")
+@click.option("--backbone", type=click.Choice(["c3d", "tased"]), default=None,
+              help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
+                   "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
               help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
@@ -324,8 +337,8 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @cluster_options
 @click.pass_context
 def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
-               val_fraction, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm, ablate,
-               scheduler, workers):
+               val_fraction, track_test, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm,
+               ablate, scheduler, workers):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
@@ -347,6 +360,13 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
         head: dict = {}
+        if model == "ridge":
+            wrong = explicit(ctx, ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test",
+                                   "val_fraction"))
+            if wrong:
+                names = ", ".join("--" + n.replace("_", "-") for n in wrong)
+                raise click.UsageError(f"{names}: not an option of --model ridge")
+            head, model = {"model": "ridge"}, None
         arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
         if arch:
             head["arch"] = arch
@@ -356,23 +376,42 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
             head["w_hpcl"] = 0.0
         if no_rank:
             head["w_rank"] = 0.0
-        spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, head=head, **common)
+        spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, track_test=track_test, head=head,
+                         **common)
         train = train_heads
     bar, progress = _train_progress()
     try:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress)
+        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress, notice=click.echo)
     finally:
         bar.close()
     _print_summary(metrics)
     click.echo(f"run written to {out}")
 
 
-def _train_progress():
-    from tqdm import tqdm
+class _LazyBar:
+    """A tqdm bar drawn from the first finished head on, so that lines printed before training starts (which
+    features were chosen) are not interleaved with it."""
 
-    bar = tqdm(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, **kwargs):
+        self.kwargs, self.bar = kwargs, None
+
+    def get(self):
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(**self.kwargs)
+        return self.bar
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train_progress():
+    lazy = _LazyBar(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
 
     def progress(res, done, total):
+        bar = lazy.get()
         bar.total = total
         detail = f", {res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos" \
             if "epochs" in res and "train_videos" in res else ""
@@ -380,11 +419,15 @@ def _train_progress():
                   file=sys.stderr)
         bar.update(1)
 
-    return bar, progress
+    return lazy, progress
 
 
 def _print_summary(metrics) -> None:
     from hl.pipelines.stages.evaluate import summary_table
+
+    if metrics.empty:
+        click.echo("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
+        return
 
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
     click.echo(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
@@ -395,19 +438,47 @@ def _print_summary(metrics) -> None:
 @main.command("eval")
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--tvsum-protocol", type=click.Choice(["umt", "mini-net"]), default="umt", show_default=True)
-def eval_cmd(run_dir, tvsum_protocol):
+@click.option("--protocol", type=click.Choice(["final", "best-epoch"]), default="final", show_default=True,
+              help="final: the trained heads as they are (nothing chosen on the test videos). best-epoch: per "
+                   "domain the best epoch picked on the test videos, as the papers report; optimistic, needs a "
+                   "run trained with --track-test, printed under its own heading.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts) instead of the table.")
+def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
     """Per-domain table of the run's test metrics, mean +- std over seeds."""
+    import json
+
     from hl.pipelines.run import Run
-    from hl.pipelines.stages.evaluate import evaluate_run
+    from hl.pipelines.stages.evaluate import BEST_EPOCH_HEADING, evaluate_best_epoch, evaluate_run, summary_dict
 
     run = Run.open(run_dir)
-    _print_summary(evaluate_run(run, tvsum_protocol=tvsum_protocol))
+    best = protocol == "best-epoch"
+    if best and run.kind != "segment":
+        from hl.common import HLError
+
+        raise HLError(f"{run_dir}: --protocol best-epoch needs a segment run trained with --track-test")
+    metrics = (evaluate_best_epoch if best else evaluate_run)(run, tvsum_protocol=tvsum_protocol)
     c = run.config
     if run.kind == "pixel":
-        click.echo(f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)")
+        about = f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)"
+    elif c.head.get("model") == "ridge":
+        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
+                 f" model ridge, alpha chosen by validation on the training videos")
+    else:
+        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
+                 f" model {c.head['arch']['model']}, {c.head['epochs']} epochs"
+                 f"{' tracked, best picked on the test videos' if best else ''}")
+    if as_json:
+        out = {"run": str(run_dir), "protocol": protocol, "tvsum_protocol": tvsum_protocol}
+        if best:
+            out["heading"] = BEST_EPOCH_HEADING
+            out["best_epochs"] = {d: {str(int(s)): int(e) for s, e in zip(g["seed"], g["epoch"])}
+                                  for d, g in metrics.groupby("domain")}
+        click.echo(json.dumps({**out, **summary_dict(metrics), "about": about}))
         return
-    click.echo(f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-               f" model {c.head['arch']['model']}, {c.head['epochs']} epochs (fixed)")
+    if best:
+        click.echo(f"== {BEST_EPOCH_HEADING} ==")
+    _print_summary(metrics)
+    click.echo(about)
 
 
 @main.command()

@@ -90,11 +90,39 @@ def evaluate_run(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) ->
 
     run = run if isinstance(run, Run) else Run.open(run)
     scores = run.scores()
+    if scores.empty:
+        raise HLError(f"{run.path}: the run scored no test videos (its manifest puts none of the trained domains' "
+                      f"videos in split 'test'; UMT's split files call the test set 'val': import them with "
+                      f"`hl import umt --splits`, which reads them so)")
     if not run.manifest_path.is_file():
         raise HLError(f"{run.path}: its manifest {run.manifest_path} is gone")
     manifest = read_manifest(run.manifest_path)
     manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
     return evaluate_scores(scores, manifest_labels(manifest), tvsum_protocol)
+
+
+BEST_EPOCH_HEADING = "best epoch picked on the test videos (the papers' protocol; optimistic)"
+
+
+def evaluate_best_epoch(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) -> pd.DataFrame:
+    """The papers' protocol, never hl's figure: for each (domain, seed) the best metric over the epochs whose
+    test scores the run tracked (``hl train-head --track-test``), with that ``epoch``. It picks on the test
+    videos, so it is optimistic; report it only under :data:`BEST_EPOCH_HEADING`."""
+    from hl.data_manifests.schema import read_manifest
+
+    run = run if isinstance(run, Run) else Run.open(run)
+    tracked = run.epoch_scores()
+    if not run.manifest_path.is_file():
+        raise HLError(f"{run.path}: its manifest {run.manifest_path} is gone")
+    manifest = read_manifest(run.manifest_path)
+    labels = manifest_labels(manifest[manifest["video_id"].isin(tracked["video_id"].unique())])
+    per_epoch = []
+    for epoch, g in tracked.groupby("epoch"):
+        m = evaluate_scores(g.drop(columns="epoch"), labels, tvsum_protocol)
+        per_epoch.append(m.assign(epoch=int(epoch)))
+    table = pd.concat(per_epoch, ignore_index=True)
+    best = table.sort_values(["value", "epoch"], ascending=[False, True]).drop_duplicates(["domain", "seed"])
+    return best.sort_values(["domain", "seed"]).reset_index(drop=True)
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -104,3 +132,17 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     per.loc[len(per)] = ["MEAN", overall.mean(), overall.std(ddof=1) if len(overall) > 1 else 0.0, len(overall)]
     per["std"] = per["std"].fillna(0.0)
     return per
+
+
+def summary_dict(metrics: pd.DataFrame) -> dict:
+    """The summary as plain JSON values: the metric's name, per domain mean/std/count and the per-seed values,
+    and the overall mean/std over seeds."""
+    table = summary_table(metrics)
+    name = str(metrics["metric"].iloc[0]) if len(metrics) else "metric"
+    per_seed = {d: {str(int(s)): float(v) for s, v in zip(g["seed"], g["value"])}
+                for d, g in metrics.groupby("domain")}
+    domains = {str(r["domain"]): {"mean": float(r["mean"]), "std": float(r["std"]), "seeds": per_seed[r["domain"]]}
+               for _, r in table.iloc[:-1].iterrows()}
+    last = table.iloc[-1]
+    return {"metric": name, "domains": domains, "mean": float(last["mean"]), "std": float(last["std"]),
+            "seeds": int(last["count"])}

@@ -17,18 +17,19 @@ import numpy as np
 import pandas as pd
 
 from hl.common import HLError, atomic_path, write_text
-from hl.heads.fit import HeadModel, Video, load, score
+from hl.heads.fit import Video
+from hl.heads.segment_heads import load_head, score_head
 
 from ..cache import FeatureStore
 from ..run import Run
 
-_LOADED: dict[tuple[Path, int], HeadModel] = {}
+_LOADED: dict[tuple[Path, int], object] = {}
 
 
-def _model(path: Path) -> HeadModel:
+def _model(path: Path):
     key = (path, path.stat().st_mtime_ns)
     if key not in _LOADED:
-        _LOADED[key] = load(path)
+        _LOADED[key] = load_head(path)
     return _LOADED[key]
 
 
@@ -72,7 +73,7 @@ def predict_segments(run: Run | str | Path, cache: str | Path, video_ids: list[s
             audio_x = np.where(a[1][:n, None], a[0][:n], 0.0).astype(np.float32)
         which, heads = run.heads_for(domains.get(vid))
         video = Video(vid, v[0][:n], audio_x)
-        scores = np.mean([score(_model(h), [video])[0] for h in heads], axis=0).astype(np.float32)
+        scores = np.mean([score_head(_model(h), [video])[0] for h in heads], axis=0).astype(np.float32)
         out[vid] = {"scores": scores, "segments": store.segments(vid, visual[0])[:n], "heads": which}
     return out
 

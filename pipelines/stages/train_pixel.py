@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..cache import FeatureStore
 from ..cluster import run_tasks
 from ..run import JOINT, Run, RunConfig, feature_origins, segment_windows
 from .evaluate import VideoLabels, evaluate_scores, manifest_labels
+from .feature_choice import pixel_sources
 from .predict_pixel import score_video
 from .train_segment import domain_manifest, read_manifest_at, resolve_domains
 
@@ -63,7 +64,7 @@ def map_view(backbone: str) -> tuple[float, float, float, float]:
 class PixelTrainSpec:
     cache: str
     manifest: str | None = None  # default: CACHE/manifest.parquet
-    backbone: str = "c3d"  # "c3d" (112 x 112 maps) or "tased" (224 x 384)
+    backbone: str | None = None  # "c3d" (112 x 112 maps) or "tased" (224 x 384); None: chosen from the cache
     saliency: str | None = None  # cached saliency extractor; None: tased where cached, else motion_saliency
     beta: float | None = None  # None: the paper's per-domain thresholds (see hl.heads.pixel_labels)
     saliency_norm: str = "sum"  # "sum" | "max" | "none": what beta is compared with
@@ -84,7 +85,7 @@ class PixelTrainSpec:
     maps_extractor: str | None = None  # overrides the backbone's default (e.g. maps cached under another name)
 
     def __post_init__(self) -> None:
-        if self.backbone not in MAPS_EXTRACTORS:
+        if self.backbone is not None and self.backbone not in MAPS_EXTRACTORS:
             raise HLError(f"unknown PLD backbone {self.backbone!r}; choose {' or '.join(MAPS_EXTRACTORS)}")
         if self.saliency_norm not in NORMS:
             raise HLError(f"saliency norm must be one of {', '.join(NORMS)}, got {self.saliency_norm!r}")
@@ -97,7 +98,7 @@ class PixelTrainSpec:
         self.seeds = tuple(int(s) for s in self.seeds)
         self.domains = tuple(self.domains) if self.domains else None
         self.widths = tuple(int(w) for w in self.widths) if self.widths else None
-        if self.widths and (self.backbone != "c3d" or len(self.widths) != 3):
+        if self.widths and (self.backbone not in ("c3d", None) or len(self.widths) != 3):
             raise HLError("widths are three hidden widths of the C3D decoder")
         self.fit_config()  # validates the optimisation fields
 
@@ -105,6 +106,8 @@ class PixelTrainSpec:
     def maps_name(self) -> str:
         if self.maps_extractor:
             return self.maps_extractor
+        if self.backbone is None:
+            raise HLError("the pixel head's backbone is not chosen yet (see with_cached_sources)")
         return MAPS_EXTRACTORS[self.backbone] + (STATIC if self.ablate == "temporal" else "")
 
     @property
@@ -373,16 +376,42 @@ def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int,
             "epoch_s": float(np.mean([h["seconds"] for h in history])), "seconds": time.perf_counter() - t0}
 
 
+def with_cached_sources(spec: PixelTrainSpec, store: FeatureStore, video_ids: list[str]
+                        ) -> tuple[PixelTrainSpec, dict | None]:
+    """`spec` with the encoder maps (backbone) and saliency it leaves open (None) chosen from what the cache holds
+    for `video_ids` (hl.pipelines.stages.feature_choice), and a record of the choice (None when both were named)."""
+    open_backbone = spec.backbone is None and not spec.maps_extractor
+    open_saliency = spec.saliency is None and spec.spatial
+    if not open_backbone and not open_saliency:
+        return spec, None
+    suffix = STATIC if spec.ablate == "temporal" else ""
+    backbone, saliency = pixel_sources(store, video_ids, need_saliency=open_saliency, suffix=suffix)
+    changes: dict = {}
+    if open_backbone:
+        changes["backbone"] = backbone
+    if open_saliency and saliency is not None:
+        changes["saliency"] = saliency
+    chosen = replace(spec, **changes)
+    parts = ([f"maps {chosen.maps_name}"] if open_backbone else []) + \
+        ([f"saliency {saliency}"] if open_saliency and saliency is not None else [])
+    return chosen, {"from_cache": sorted(changes), **changes, "line": ", ".join(parts)}
+
+
 def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
-                progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
+                progress: Callable[[dict, int, int], None] | None = None,
+                notice: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Train a PLD decoder for every (domain, seed) and score the test videos; write the run directory.
-    Tasks run on a local cluster of `workers` processes (default one: one copy of the maps in memory) or on
-    `scheduler`. Returns the metrics table (also RUN/metrics.parquet)."""
+    The encoder maps and saliency the spec leaves open are chosen from the cache (`notice` receives the line
+    saying which). Tasks run on a local cluster of `workers` processes (default one: one copy of the maps in
+    memory) or on `scheduler`. Returns the metrics table (also RUN/metrics.parquet)."""
     manifest = read_manifest_at(spec.manifest_path)
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)
     manifest = manifest[manifest["domain"].isin(domains)]
     ids = sorted(manifest["video_id"].unique())
+    spec, chosen = with_cached_sources(spec, store, ids)
+    if chosen is not None and chosen["line"] and notice is not None:
+        notice(f"pixel head inputs chosen from the cache: {chosen['line']}")
     missing = [v for v in ids if not store.has(v, spec.maps_name)]
     if len(missing) == len(ids):
         hint = " (the temporal ablation needs the *_static extractors)" if spec.ablate == "temporal" else ""
@@ -406,7 +435,7 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
               "labels": {"saliency": saliency, "saliency_norm": spec.saliency_norm, "ablate": spec.ablate,
                          "beta": {d: beta_for(d, spec.beta) for d in domains} if spec.spatial else None},
               "fit": spec.fit_config().to_dict()},
-        training={"spec": asdict(spec), "missing_videos": missing},
+        training={"spec": asdict(spec), "missing_videos": missing, "inputs_chosen": chosen},
     ))
     if spec.saliency is None and saliency is not None:
         spec = PixelTrainSpec(**{**asdict(spec), "saliency": saliency})  # every task labels with the same maps

@@ -11,19 +11,22 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hl.common import HLError
-from hl.heads.fit import HeadConfig, Video, fit, save, score
+from hl.heads.fit import HeadConfig, Video, fit, save
+from hl.heads.ridge import RidgeConfig, fit_ridge, save_ridge
+from hl.heads.segment_heads import score_head
 
 from ..cache import FeatureStore
 from ..cluster import run_tasks
 from ..run import JOINT, Run, RunConfig, feature_origins, segment_windows
-from .evaluate import VideoLabels, evaluate_scores, manifest_labels
+from .evaluate import VideoLabels, evaluate_scores, manifest_labels, protocol_metric
+from .feature_choice import segment_features
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +35,24 @@ log = logging.getLogger(__name__)
 class TrainSpec:
     cache: str
     manifest: str | None = None  # default: CACHE/manifest.parquet
-    visual: tuple[str, ...] = ("i3d", "i3d_flow")
-    audio: tuple[str, ...] = ("pann",)
+    # None: chosen from what the cache holds (hl.pipelines.stages.feature_choice: i3d + i3d_flow and pann first)
+    visual: tuple[str, ...] | None = None
+    audio: tuple[str, ...] | None = None
     domains: tuple[str, ...] | None = None  # None: every domain in the manifest
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     joint: bool = False  # one model over all training domains instead of one per domain
     val_fraction: float = 0.0  # >0: carve validation videos out of the training videos, stop early on them
-    head: dict = field(default_factory=dict)  # HeadConfig fields overriding the defaults (arch: {...} too)
+    track_test: bool = False  # score the test videos after every epoch (the papers' best-epoch protocol only)
+    head: dict = field(default_factory=dict)  # HeadConfig fields overriding the defaults (arch: {...} too);
+    # {"model": "ridge", ...RidgeConfig fields} for the ridge baseline
 
-    def head_config(self) -> HeadConfig:
+    @property
+    def ridge(self) -> bool:
+        return self.head.get("model") == "ridge"
+
+    def head_config(self) -> HeadConfig | RidgeConfig:
+        if self.ridge:
+            return RidgeConfig.from_dict(self.head)
         base = HeadConfig().to_dict()
         for k, v in self.head.items():
             if k == "arch":
@@ -146,34 +158,89 @@ def train_task(spec: TrainSpec, run_dir: str, domain: str, seed: int, threads: i
     if not train:
         raise HLError(f"domain {domain!r}: no training videos with cached features")
     config = spec.head_config()
+    if isinstance(config, RidgeConfig):
+        model, record = fit_ridge([v.video for v in train], config, seed=seed, metric=validation_metric(train))
+        save_ridge(model, config, run.model_path(domain, seed))
+        run.write_selection(domain, seed, record)
+        return {"domain": domain, "seed": seed, "scores": _score_rows(model, test, seed), "train_videos": len(train),
+                "val_videos": 0, "test_videos": len(test), "epochs": 0, "seconds": time.perf_counter() - t0}
     fit_train, val = _carve_validation(train, spec.val_fraction, seed)
     if val and config.patience is None:
         config.patience = 10
-    model, history = fit([v.video for v in fit_train], config, seed=seed, val=[v.video for v in val] or None)
+    tracked: list[dict] = []
+
+    def track(epoch: int, model) -> None:  # the papers' protocol: test scores after every epoch, kept apart
+        tracked.extend({**r, "epoch": epoch} for r in _score_rows(model, test, seed))
+
+    model, history = fit([v.video for v in fit_train], config, seed=seed, val=[v.video for v in val] or None,
+                         watch=track if spec.track_test and test else None)
     save(model, config, run.model_path(domain, seed))
     run.write_history(domain, seed, history)
-    scores = score(model, [v.video for v in test]) if test else []
-    rows = []
-    for v, s in zip(test, scores):
-        rows.extend({"video_id": v.video.video_id, "domain": v.domain, "seed": seed, "segment": i,
-                     "score": float(x)} for i, x in enumerate(s))
-    return {"domain": domain, "seed": seed, "scores": rows, "train_videos": len(fit_train),
+    rows = _score_rows(model, test, seed)
+    return {"domain": domain, "seed": seed, "scores": rows, "epoch_scores": tracked, "train_videos": len(fit_train),
             "val_videos": len(val), "test_videos": len(test), "epochs": len(history),
             "seconds": time.perf_counter() - t0}
 
 
+def with_cached_features(spec: TrainSpec, store: FeatureStore, video_ids: Sequence[str]
+                         ) -> tuple[TrainSpec, dict | None]:
+    """`spec` with the visual/audio features it leaves open (None) chosen from what the cache holds for
+    `video_ids`, and a record of that choice (None when the spec named both)."""
+    if spec.visual is not None and spec.audio is not None:
+        return spec, None
+    visual, audio = segment_features(store, video_ids)
+    chosen = {"visual": list(spec.visual) if spec.visual is not None else list(visual.names),
+              "audio": list(spec.audio) if spec.audio is not None else list(audio.names)}
+    record = {"from_cache": [k for k in ("visual", "audio") if getattr(spec, k) is None], **chosen,
+              "line": ", ".join(c.describe(k) for k, c in (("visual", visual), ("audio", audio))
+                                if getattr(spec, k) is None)}
+    return replace(spec, visual=tuple(chosen["visual"]), audio=tuple(chosen["audio"])), record
+
+
+def validation_metric(videos: Sequence[LabelledVideo]):
+    """metric(indices into `videos`, their scores) -> the dataset's protocol figure over those videos (the mean
+    over their domains): how validation on training videos is scored, never loss."""
+
+    def metric(idx: Sequence[int], scores: Sequence[np.ndarray]) -> float:
+        by_domain: dict[str, list] = {}
+        for i, s in zip(idx, scores):
+            by_domain.setdefault(videos[i].domain, []).append((videos[i].labels, np.asarray(s)))
+        return float(np.mean([protocol_metric(pairs)[1] for pairs in by_domain.values()]))
+
+    return metric
+
+
+def _score_rows(model, test: Sequence[LabelledVideo], seed: int) -> list[dict]:
+    if not test:
+        return []
+    scores = score_head(model, [v.video for v in test])
+    return [{"video_id": v.video.video_id, "domain": v.domain, "seed": seed, "segment": i, "score": float(x)}
+            for v, s in zip(test, scores) for i, x in enumerate(s)]
+
+
 def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
-                progress: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
+                progress: Callable[[dict, int, int], None] | None = None,
+                notice: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Train every (domain, seed) head as parallel Dask tasks, score the test videos, compute the metrics.
+    Features the spec leaves open are chosen from the cache; `notice` receives the one line saying which.
     Returns the metrics table (also written to RUN/metrics.parquet)."""
-    if not spec.visual:
-        raise HLError("no visual features named (--visual)")
     if not spec.seeds:
         raise HLError("no seeds given (--seeds)")
+    if spec.ridge and (spec.track_test or spec.val_fraction > 0):
+        raise HLError("the ridge model has no epochs: it takes neither --track-test nor --val-fraction (it chooses "
+                      "its alpha by validation on the training videos itself)")
     manifest = read_manifest_at(spec.manifest_path)
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)
     manifest = manifest[manifest["domain"].isin(domains)]
+    spec, chosen = with_cached_features(spec, store, sorted(manifest["video_id"].unique()))
+    if chosen is not None and notice is not None:
+        notice(f"features chosen from the cache: {chosen['line']}")
+    if not spec.visual:
+        raise HLError("no visual features named (--visual)")
+    if not spec.audio and "model" not in spec.head.get("arch", {}):
+        # no audio stream: the visual-only model, not the co-occurrence one (which needs audio)
+        spec = replace(spec, head={**spec.head, "arch": {**spec.head.get("arch", {}), "model": "v"}})
     videos, missing = load_videos(store, manifest, spec.visual, spec.audio)
     if not videos:
         raise HLError(f"{spec.cache}: no cached {'+'.join(spec.visual)} features for the manifest's videos")
@@ -187,7 +254,7 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
         segments=segment_windows(store, trained_on, spec.visual[0], manifest),
         cache=str(spec.cache), manifest=str(spec.manifest_path), domains=domains, seeds=list(spec.seeds),
         joint=spec.joint, head=spec.head_config().to_dict(),
-        training={"spec": asdict(spec), "missing_videos": missing},
+        training={"spec": asdict(spec), "missing_videos": missing, "features_chosen": chosen},
     ))
     jobs = [(spec, str(run.path), d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
     results = run_tasks(train_task, jobs, scheduler, workers or os.cpu_count() or 1, "hl-train", progress)
