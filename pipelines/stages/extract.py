@@ -35,7 +35,6 @@ from hl.extract.extractors import (
 from hl.extract.weights import weights_hash
 
 from ..cache import FeatureOrigin, FeatureStore, config_hash, fingerprint
-from ..cache.store import UnitLookup
 from ..cluster import host_threads, run_tasks
 
 log = logging.getLogger(__name__)
@@ -270,11 +269,11 @@ def _process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, sett
                         extractors=[p.extractor.name for p, _ in todo])
 
 
-def pending_units(store: FeatureStore | UnitLookup, item: VideoItem, plans: list[UnitPlan], fp: str, spec: str,
+def pending_units(store: FeatureStore, item: VideoItem, plans: list[UnitPlan], fp: str, spec: str,
                   settings: RunSettings, retry_failed: bool,
                   hashes: dict | None = None) -> list[tuple[UnitPlan, str]]:
-    """The (plan, config hash) pairs of `item` that the cache does not hold yet. `store` may be a
-    :class:`UnitLookup` (the index read once, for many videos); `hashes` keeps config hashes across calls."""
+    """The (plan, config hash) pairs of `item` that the cache does not hold yet; `hashes` keeps config hashes
+    across calls."""
     todo = []
     hashes = {} if hashes is None else hashes
     for p in plans:
@@ -293,20 +292,28 @@ def plan_videos(store: FeatureStore, items: list[VideoItem], plans: list[UnitPla
     """Split `items` into (to extract, already cached) reading the index once. A video whose fingerprint
     cannot be taken is to extract (its worker records why). `fingerprints` ({path: fingerprint}) spares
     re-reading files whose fingerprint is known."""
-    lookup = store.lookup([p.extractor.name for p in plans])
     hashes: dict = {}
-    todo, cached = [], []
+    fps: list[str | None] = []
     for item in items:
         try:
-            fp = fingerprints[item.path] if fingerprints and item.path in fingerprints else fingerprint(item.path)
+            fps.append(fingerprints[item.path] if fingerprints and item.path in fingerprints
+                       else fingerprint(item.path))
         except OSError:
-            todo.append(item)
-            continue
-        spec = _segment_spec(item, segment_seconds)
-        if pending_units(lookup, item, plans, fp, spec, settings, retry_failed, hashes):
-            todo.append(item)
-        else:
-            cached.append(item)
+            fps.append(None)  # to extract: its worker records why
+    specs = [_segment_spec(item, segment_seconds) for item in items]
+    ids = [item.video_id for item in items]
+    done = np.array([fp is not None for fp in fps], dtype=bool)
+    for p in plans:
+        chashes = []
+        for spec in specs:
+            key = (p.extractor.name, spec)
+            if key not in hashes:
+                hashes[key] = config_hash(extractor_config(p.extractor, settings, spec))
+            chashes.append(hashes[key])
+        done &= store.done_units(p.extractor.name, ids, [fp or "" for fp in fps], chashes, p.weights_hash,
+                                 include_failed=not retry_failed)
+    todo = [item for item, d in zip(items, done) if not d]
+    cached = [item for item, d in zip(items, done) if d]
     return todo, cached
 
 
