@@ -332,12 +332,12 @@ def test_highlights_of_a_pixel_run_from_the_command_line(pld_run, tmp_path):
                                   "--top", "2", "--min-gap", "0", "--weights-dir", str(tmp_path / "no-weights"),
                                   "--workers", "1", "--quiet"])
     assert r.exit_code == 0, r.output
-    rows = json.loads((out / "highlights.json").read_text())
+    rows = json.loads((out / "highlights.json").read_text())["videos"]
     assert sorted(rows) == [v.video_id for v in videos]
     preds = predict(root / "run", out / "cache")
     assert Run.open(root / "run").config.segments == {"rule": "fixed", "seconds": 0.5}
     for v in videos:
-        moments = rows[v.video_id]
+        moments = rows[v.video_id]["moments"]
         assert moments and all("map" in m and (out / m["map"]).is_file() for m in moments)
         best = moments[0]
         assert any(min(best["end"], b) - max(best["start"], a) > 0 for a, b in v.highlights), (best, v.highlights)
@@ -356,7 +356,7 @@ def test_highlights_of_a_pixel_run_from_the_command_line(pld_run, tmp_path):
             diff = np.abs(overlay - thumb)[view].mean(axis=2)
             assert diff[heat > 0.7].mean() > diff[heat < 0.1].mean() + 20  # the map is drawn where it is hot
     page = Page.parse(out / "report.html")
-    assert page.maps == page.cards == sum(len(m) for m in rows.values())
+    assert page.maps == page.cards == sum(len(v["moments"]) for v in rows.values())
 
 
 def test_default_beta_follows_the_saliency_and_gives_non_empty_maps(pld_run):

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import click
 
-from .options import Group, NameList, cluster_options, explicit, quiet_option, seeds_option, weights_dir_option
+from .options import (
+    Group,
+    NameList,
+    cluster_options,
+    explicit,
+    log_format_option,
+    quiet_option,
+    seeds_option,
+    weights_dir_option,
+)
+from .progress import Console
 
 
 @click.group(cls=Group)
@@ -47,13 +57,12 @@ def main(verbose: bool) -> None:
               help="Run pretrained extractors with random weights when theirs are absent (speed tests only).")
 @click.option("--retry-failed", is_flag=True, help="Try again the videos that failed before.")
 @quiet_option
+@log_format_option
 def extract(videos, out, extractors, segment_seconds, segments_manifest, weights_dir, scheduler, workers, device,
-            precision, batch_size, random_weights, retry_failed, quiet):
+            precision, batch_size, random_weights, retry_failed, quiet, log_format):
     """Decode every video once and cache its features (HDF5 + a Parquet index)."""
     from hl.extract.extractors import RunSettings
     from hl.pipelines.stages.extract import run_extraction
-
-    from .progress import ExtractProgress
 
     manifest = None
     if segments_manifest is not None:
@@ -61,19 +70,18 @@ def extract(videos, out, extractors, segment_seconds, segments_manifest, weights
 
         manifest = read_manifest(segments_manifest)
     settings = RunSettings(device=device, precision=precision, batch_size=batch_size)
-    progress = ExtractProgress(enabled=not quiet)
-    try:
+    with Console(log_format, quiet=quiet) as console:
         report = run_extraction(
             videos, out, extractors or None, segment_seconds=segment_seconds, manifest=manifest,
             weights_dir=weights_dir, scheduler=scheduler, workers=workers, settings=settings,
-            allow_random_weights=random_weights, retry_failed=retry_failed, reporter=progress.reporter(),
-            notice=progress.notice,
+            allow_random_weights=random_weights, retry_failed=retry_failed, reporter=console.extract_reporter(),
+            notice=console.notice,
         )
-    finally:
-        progress.close()
-    click.echo(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
-               f"{len(report.failed)} failed, in {report.wall_s:.1f} s -> {out}")
-    for o in report.failed:
+    console.result(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
+                   f"{len(report.failed)} failed, in {report.wall_s:.1f} s -> {out}",
+                   extracted=len(report.computed), cached=len(report.skipped), failed=len(report.failed),
+                   seconds=round(report.wall_s, 3), cache=str(out))
+    for o in report.failed if console.format != "json" else ():  # json: in the item events already
         click.echo(f"  failed: {o.error}", err=True)
     sys.exit(1 if report.failed else 0)
 
@@ -295,7 +303,7 @@ def manifest(kind, source, out, **options):
 
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
 SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
-                "track_test")
+                "track_test", "select", "select_final")
 PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 
 
@@ -323,6 +331,11 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--track-test", is_flag=True,
               help="segment: also score the test videos after every epoch, for `hl eval --protocol best-epoch` "
                    "(the papers' protocol); the run's own scores stay those of its last epoch.")
+@click.option("--select", is_flag=True,
+              help="segment: choose the setting (width, lr, dropout, loss weights) and the epoch count per domain "
+                   "by validation mAP on folds of the training videos; recorded in RUN/selection/.")
+@click.option("--select-final", type=click.Choice(["refit", "folds"]), default="refit", show_default=True,
+              help="with --select: refit the chosen setting on all training videos, or average the fold heads.")
 @click.option("--no-hpcl", is_flag=True, help="segment ablation: no contrastive loss.")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
@@ -338,10 +351,12 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--ablate", type=click.Choice(["spatial", "temporal"]), default=None,
               help="pixel: w/o spatial (whole highlight frames 1) or w/o temporal (the target frame repeated).")
 @cluster_options
+@quiet_option
+@log_format_option
 @click.pass_context
 def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
-               val_fraction, track_test, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm,
-               ablate, scheduler, workers):
+               val_fraction, track_test, select, select_final, no_hpcl, no_rank, global_query, fusion, backbone,
+               beta, saliency_norm, ablate, scheduler, workers, quiet, log_format):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
@@ -379,63 +394,34 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
             head["w_hpcl"] = 0.0
         if no_rank:
             head["w_rank"] = 0.0
+        if select_final != "refit" and not select:
+            raise click.UsageError("--select-final: only with --select")
+        selection = {"final": select_final} if select else None
         spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, track_test=track_test, head=head,
-                         **common)
+                         select=selection, **common)
         train = train_heads
-    bar, progress = _train_progress()
-    try:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress, notice=click.echo)
-    finally:
-        bar.close()
-    _print_summary(metrics)
-    click.echo(f"run written to {out}")
+    with Console(log_format, quiet=quiet) as console:
+        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=console.train_progress(),
+                        notice=console.say)
+    _print_summary(metrics, console)
+    console.result(f"run written to {out}", run=str(out))
 
 
-class _LazyBar:
-    """A tqdm bar drawn from the first finished head on, so that lines printed before training starts (which
-    features were chosen) are not interleaved with it."""
-
-    def __init__(self, **kwargs):
-        self.kwargs, self.bar = kwargs, None
-
-    def get(self):
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(**self.kwargs)
-        return self.bar
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _train_progress():
-    lazy = _LazyBar(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
-
-    def progress(res, done, total):
-        bar = lazy.get()
-        bar.total = total
-        detail = f", {res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos" \
-            if "epochs" in res and "train_videos" in res else ""
-        bar.write(f"[{done}/{total}] {res['domain']} seed {res['seed']}{detail}, {res.get('seconds', 0):.1f} s",
-                  file=sys.stderr)
-        bar.update(1)
-
-    return lazy, progress
-
-
-def _print_summary(metrics) -> None:
+def _print_summary(metrics, console: Console | None = None) -> None:
     from hl.pipelines.stages.evaluate import summary_table
 
+    say = console.result if console is not None else (lambda line, **fields: click.echo(line))
     if metrics.empty:
-        click.echo("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
+        say("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
         return
 
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
-    click.echo(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
+    if console is None or console.format != "json":
+        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
     for _, r in summary_table(metrics).iterrows():
-        click.echo(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})")
+        say(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})",
+                       domain=r["domain"], metric=name, mean=float(r["mean"]), std=float(r["std"]),
+                       seeds=int(r["count"]))
 
 
 @main.command("eval")
@@ -511,12 +497,20 @@ def predict(run_dir, cache, out, videos, maps_dir):
 
 
 # -- hl highlights -------------------------------------------------------------------------------------------
+DEFAULT_RELATIVE = 0.55  # = hl.pipelines.highlights.moments.RELATIVE (not imported here: it would load torch)
+
+
 @main.command()
 @click.argument("video_or_dir", type=click.Path(path_type=Path))
 @click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A trained run.")
 @click.option("--top", type=int, default=5, show_default=True, help="Most moments kept per video.")
 @click.option("--min-gap", type=float, default=4.0, show_default=True,
               help="Least seconds between the end of one moment and the start of the next.")
+@click.option("--relative", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Drop moments scoring below median + R x (best - median) of the video's scores "
+                   "[default: 0.55, chosen on TVSum's training videos].")
+@click.option("--min-score", type=float, default=None,
+              help="An absolute floor instead of the relative one (0 keeps the top moments whatever they score).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("highlights"), show_default=True)
 @click.option("--clips", is_flag=True, help="Cut every moment as its own file (packet copy: fast, lossless).")
 @click.option("--reencode", is_flag=True, help="With --clips: cut exactly at the moment (H.264 + AAC).")
@@ -524,16 +518,20 @@ def predict(run_dir, cache, out, videos, maps_dir):
 @weights_dir_option
 @cluster_options
 @quiet_option
-def highlights(video_or_dir, run_dir, top, min_gap, out, clips, reencode, cache, weights_dir, scheduler, workers,
-               quiet):
+@log_format_option
+def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, clips, reencode, cache, weights_dir,
+               scheduler, workers, quiet, log_format):
     """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips."""
+    if relative is not None and min_score is not None:
+        raise click.UsageError("give --relative or --min-score, not both")
 
     def echo(line: str) -> None:
-        click.echo(line, err=line.lstrip().startswith("failed:"))
+        click.echo(line, err=line.lstrip().startswith(("failed:", '{"event": "result", "message": "  failed:')))
 
     sys.exit(highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips, cache=cache,
+                                relative=DEFAULT_RELATIVE if relative is None else relative, min_score=min_score,
                                 reencode=reencode, weights_dir=weights_dir, scheduler=scheduler, workers=workers,
-                                quiet=quiet, echo=echo))
+                                quiet=quiet, echo=echo, log_format=log_format))
 
 
 def highlights_command(
@@ -544,6 +542,8 @@ def highlights_command(
     out: str | Path | None = None,
     clips: bool = False,
     cache: str | Path | None = None,
+    relative: float | None = DEFAULT_RELATIVE,
+    min_score: float | None = None,
     reencode: bool = False,
     weights_dir: str | Path | None = None,
     scheduler: str | None = None,
@@ -551,43 +551,40 @@ def highlights_command(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
     stream=None,
+    log_format: str = "auto",
 ) -> int:
-    """Everything `hl highlights` does, with progress on `stream` (stderr) and a summary through `echo`.
-    Returns the exit status: 0, or 1 when some videos could not be scored. Raises :class:`hl.common.HLError`
-    (one line) for a bad request."""
-    from tqdm import tqdm
+    """Everything `hl highlights` does, with progress on `stream` (stderr) as `log_format` says and a summary
+    through `echo` (JSON lines with ``log_format="json"``). Returns the exit status: 0, or 1 when some videos
+    could not be scored. Raises :class:`hl.common.HLError` (one line) for a bad request."""
+    import json
 
     from hl.pipelines.highlights import find_highlights
 
-    from .progress import ExtractProgress
-
-    stream = stream or sys.stderr
     out = Path(out) if out is not None else Path("highlights")
-    progress = ExtractProgress(enabled=not quiet, stream=stream)
-    bar: list[tqdm] = []
+    with Console(log_format, stream=stream, quiet=quiet) as console:
+        stage: list = []
 
-    def scored(video_id: str, done: int, total: int) -> None:
-        if quiet:
-            return
-        if not bar:
-            progress.close()  # the extraction bar is finished
-            bar.append(tqdm(total=total, unit="video", desc="highlights", file=stream, dynamic_ncols=True))
-        bar[0].update(1)
+        def scored(video_id: str, done: int, total: int) -> None:
+            if not stage:
+                stage.append(console.stage("highlights", total, "video"))
+            stage[0].item(video_id, "ok", "scored")
 
-    try:
         result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
+                                 relative=relative, min_score=min_score,
                                  clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
-                                 scheduler=scheduler, workers=workers, reporter=progress.reporter(),
-                                 notice=progress.notice, on_video=scored)
-    finally:
-        progress.close()
-        for b in bar:
-            b.close()
+                                 scheduler=scheduler, workers=workers, reporter=console.extract_reporter(),
+                                 notice=console.notice, on_video=scored)
+    if console.format == "json":
+        plain_echo = echo
+
+        def echo(line: str) -> None:
+            plain_echo(json.dumps({"event": "result", "message": line}, ensure_ascii=False))
     videos = result.videos
     if len(videos) <= 10:
         for vid, vh in videos.items():
             best = ", ".join(f"#{k + 1} {m.start:.1f}-{m.end:.1f} s ({m.score:.2f})" for k, m in enumerate(vh.moments))
-            echo(f"{vid}: {best or 'no moments'}")
+            floor = f" (floor {vh.floor:.2f})" if vh.floor is not None else ""
+            echo(f"{vid}: {best or 'no moments'}{floor}")
     ext = result.extraction
     echo(f"{len(videos)} videos scored ({len(ext.computed)} extracted, {len(ext.skipped)} from the cache), "
          f"{len(result.failed)} failed -> {result.report}")
@@ -611,19 +608,16 @@ def highlights_command(
 @seeds_option("0,1,2")
 @click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
-def demo(out, videos, seconds, seeds, epochs, workers):
+@log_format_option
+def demo(out, videos, seconds, seeds, epochs, workers, log_format):
     """The whole job on generated videos: extract -> train heads -> evaluate -> highlights + report.
 
     Needs no internet and no pretrained weights (weight-free features)."""
     from .demo import run_demo
-    from .progress import ExtractProgress
 
-    progress = ExtractProgress()
-    try:
+    with Console(log_format) as console:
         run_demo(out, videos=videos, seconds=seconds, seeds=seeds, epochs=epochs, workers=workers,
-                 reporter=progress.reporter(), say=lambda line: click.echo(line, err=False))
-    finally:
-        progress.close()
+                 reporter=console.extract_reporter(), progress=console.train_progress(), say=console.result)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,15 @@ def quiet_option(f):
     return click.option("--quiet", is_flag=True, help="No progress display.")(f)
 
 
+def log_format_option(f):
+    """--log-format auto|bar|plain|json (env HL_LOG_FORMAT): how progress is shown (:mod:`.progress`)."""
+    return click.option(
+        "--log-format", type=click.Choice(["auto", "bar", "plain", "json"], case_sensitive=False), default="auto",
+        envvar="HL_LOG_FORMAT", show_default=True,
+        help="Progress as bars (bar), one line per finished item plus periodic summaries (plain: for log files) "
+             "or JSON lines (json). auto: bars on a terminal, plain otherwise. Env HL_LOG_FORMAT.")(f)
+
+
 def explicit(ctx: click.Context, names) -> list[str]:
     """The options among `names` that the user gave on the command line (not left at their default)."""
     from click.core import ParameterSource
