@@ -91,6 +91,7 @@ def _raise_for_weighted_flow():
         del flow_module._FLOWS["_weighted"]
 
 
+@pytest.mark.slow  # one segment through both I3D streams
 def test_hl_extract_writes_i3d_and_i3d_flow_with_the_flow_checkpoint(tmp_path):
     import av
 
