@@ -456,6 +456,7 @@ def run_extraction(
                                                                            event[1]["fraction"])},
               on_error=worker_error)
     compact_index(store, notices)
+    store.clean_stale()  # what a worker killed mid-write left
     order = {i.video_id: k for k, i in enumerate(items)}
     outcomes.sort(key=lambda o: order[o.video_id])
     return ExtractReport(outcomes, notices, time.perf_counter() - t0)
