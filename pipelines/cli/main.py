@@ -126,41 +126,31 @@ def cache() -> None:
 
 @cache.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def cache_info(path):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts) instead of the text.")
+def cache_info(path, as_json):
     """Videos, extractors, segments, and failures with their reasons."""
-    import pyarrow.compute as pc
+    import json
 
-    from hl.pipelines.cache import FeatureStore
+    from hl.pipelines.cache.summary import cache_summary
 
-    store = FeatureStore(path)
-    idx = store.index_table().select(["video_id", "extractor", "status", "segments", "dim", "weights_hash",
-                                      "error"])
-    if idx.num_rows == 0:
+    info = cache_summary(path)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    if info["videos"] == 0:
         click.echo(f"{path}: empty cache")
         return
-    is_ok = pc.equal(idx["status"], "ok")
-    ok = idx.filter(is_ok)
-    click.echo(f"cache {path}: {pc.count_distinct(idx['video_id']).as_py()} videos, "
-               f"{pc.count_distinct(ok['video_id']).as_py()} with features")
-    every = {r["extractor"]: r for r in idx.group_by("extractor").aggregate(
-        [("video_id", "count"), ("weights_hash", "distinct")]).to_pylist()}
-    good = {r["extractor"]: r for r in ok.group_by("extractor").aggregate(
-        [("video_id", "count"), ("segments", "sum"), ("dim", "max")]).to_pylist()}
-    for name in sorted(every):
-        g, n = good.get(name, {}), every[name]["video_id_count"]
-        n_ok = g.get("video_id_count", 0)
-        weights = ",".join(sorted({str(w)[:10] for w in every[name]["weights_hash_distinct"]}))
-        click.echo(f"  {name:<16} {n_ok:>5} ok  {n - n_ok:>4} failed  {int(g.get('segments_sum') or 0):>7} "
-                   f"segments  dim {int(g.get('dim_max') or 0)}  weights {weights}")
-    failed = idx.filter(pc.invert(is_ok)).select(["video_id", "error"]).to_pandas().drop_duplicates("video_id")
-    if len(failed):
-        click.echo(f"failures ({len(failed)} videos):")
-        for vid, error in zip(failed["video_id"], failed["error"]):
-            click.echo(f"  {vid}: {error}")
-    if store.manifest_path.exists():
-        m = store.manifest()
-        click.echo(f"manifest: {m['video_id'].nunique()} videos, {m['domain'].nunique()} domains, "
-                   f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
+    click.echo(f"cache {path}: {info['videos']} videos, {info['videos_with_features']} with features")
+    for name, e in info["extractors"].items():
+        click.echo(f"  {name:<16} {e['ok']:>5} ok  {e['failed']:>4} failed  {e['segments']:>7} "
+                   f"segments  dim {e['dim']}  weights {','.join(w[:10] for w in e['weights'])}")
+    if info["failures"]:
+        click.echo(f"failures ({len(info['failures'])} videos):")
+        for f in info["failures"]:
+            click.echo(f"  {f['video_id']}: {f['error']}")
+    m = info["manifest"]
+    if m is not None:
+        click.echo(f"manifest: {m['videos']} videos, {m['domains']} domains, splits {m['splits']}")
 
 
 @cache.command("compact")
@@ -457,6 +447,7 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
 def predict(run_dir, cache, out, videos, maps_dir):
     """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
     from hl.pipelines.run import Run
+    from hl.pipelines.stages.jsonl_export import write_jsonl
     from hl.pipelines.stages.predict import predict as predict_run
     from hl.pipelines.stages.predict import write_predictions
 
@@ -465,7 +456,8 @@ def predict(run_dir, cache, out, videos, maps_dir):
         raise click.UsageError(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
     preds = predict_run(run, cache, list(videos) or None)
     js, table = write_predictions(preds, out)
-    click.echo(f"scored {len(preds)} videos -> {js} and {table}")
+    lines = write_jsonl(preds, Path(out).with_suffix(".jsonl"))
+    click.echo(f"scored {len(preds)} videos -> {js}, {table} and {lines} (qid/vid/pred_saliency_scores per 2-s clip)")
     if maps_dir is not None:
         from hl.pipelines.stages.predict_pixel import write_map_pictures
 
