@@ -59,6 +59,19 @@ def main() -> None:
         flow_s = time.perf_counter() - t0
     print(f"  flow model (horn_schunck, 32 pairs at 256x341): {flow_s:.2f} s per segment = "
           f"{flow_s * 30:.0f} s/min")
+    try:  # TV-L1 (OpenCV contrib), a few pairs: its cost per pair against Horn-Schunck's
+        import cv2  # noqa: F401
+
+        tvl1 = create("i3d_flow_tvl1_frames")
+        pairs = 4
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            tvl1.flow(frames[:, :, : pairs + 1])
+            tvl1_s = (time.perf_counter() - t0) / pairs
+        print(f"  flow model tvl1: {tvl1_s:.2f} s per pair ({pairs} pairs) = {tvl1_s * 32 * 30:.0f} s/min, "
+              f"{tvl1_s * 32 / flow_s:.1f}x horn_schunck")
+    except ImportError:
+        print("  flow model tvl1: OpenCV contrib not installed")
     for name in ("i3d", "i3d_flow"):
         c = cosine(out["fp32"].arrays[name]["features"], out["bf16"].arrays[name]["features"])
         print(f"  cosine bf16 vs fp32, {name}: min {c.min():.6f}, mean {c.mean():.6f} over {len(c)} segments")

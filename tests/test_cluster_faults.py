@@ -178,3 +178,62 @@ def test_the_scheduler_killed_mid_extract_ends_it_in_one_line_and_a_rerun_resume
     store = FeatureStore(cache)
     for vid, created in done_before.items():
         assert store.row(vid, "stats")["created"] == created  # finished units were not redone
+
+
+def test_two_runs_over_overlapping_folders_share_one_cache(tmp_path):
+    """Two `hl extract` processes at once (each its own local cluster) over folders that share three videos:
+    both succeed, no file is corrupt, the index holds each unit once."""
+    both = [f"s{i}" for i in range(3)]
+    a = _videos(tmp_path / "a", [*both, "a0", "a1"], seconds=8)
+    b = tmp_path / "b"
+    b.mkdir()
+    for name in both:  # the same files (same content fingerprint) under the same ids
+        shutil.copy(a / f"{name}.mp4", b / f"{name}.mp4")
+    _videos(b, ["b0", "b1"], seconds=8)
+    cache = tmp_path / "cache"
+    writes = Writes(cache)
+    runs = [hl("extract", "--videos", str(folder), "--out", str(cache), "--extractors", "stats", "--workers", "1",
+               "--quiet") for folder in (a, b)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    seen = writes.stop()
+    ids = [*both, "a0", "a1", "b0", "b1"]
+    _assert_consistent(cache, ids, ["stats"])
+    assert sorted(Path(k).stem for k in seen) == sorted(ids)
+    assert sum(len(v) for v in seen.values()) <= len(ids) + len(both)  # only shared units in flight at once
+    FeatureStore(cache).compact()  # whichever run compacted last, one more leaves one file
+    assert len(list((cache / "index" / "stats").glob("*.parquet"))) == 0
+
+
+def test_the_batch_job_trains_and_predicts_from_a_cache_another_process_made(cluster, tmp_path):
+    """One process extracts on the cluster; another, in another working directory and with the videos gone,
+    trains heads on the cluster from that cache and predicts: it decodes nothing."""
+    from hl.data_manifests.schema import write_manifest
+    from hl.data_manifests.synthetic import make_dataset
+
+    videos = tmp_path / "shared" / "videos"
+    _, manifest = make_dataset(videos, n_videos=4, seconds=12.0, seed=5)
+    cache = tmp_path / "shared" / "cache"
+    run = hl("extract", "--videos", str(videos), "--out", str(cache), "--extractors", "stats,stats_audio",
+             "--scheduler", cluster.address, "--quiet", cwd=tmp_path)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    write_manifest(manifest, cache / "manifest.parquet")
+    shutil.move(videos, tmp_path / "elsewhere")  # nothing can be decoded now
+    features = sorted((p, p.stat().st_mtime_ns) for p in (cache / "features").rglob("*"))
+    job = tmp_path / "job"
+    job.mkdir()
+    train = hl("train-head", "--cache", str(cache), "--out", "run", "--visual", "stats", "--audio", "stats_audio",
+               "--epochs", "5", "--seeds", "0", "--scheduler", cluster.address, cwd=job)
+    _, err = train.communicate(timeout=300)
+    assert train.returncode == 0, err
+    predict = hl("predict", "--run", "run", "--cache", str(cache), "--out", "pred.json", cwd=job)
+    _, err = predict.communicate(timeout=300)
+    assert predict.returncode == 0, err
+    import json
+
+    scores = json.loads((job / "pred.json").read_text())
+    assert sorted(scores) == sorted(manifest["video_id"].unique())
+    assert all(len(s) == 6 for s in scores.values())  # 12 s in 2-s segments
+    assert sorted((p, p.stat().st_mtime_ns) for p in (cache / "features").rglob("*")) == features

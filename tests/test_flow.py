@@ -35,6 +35,24 @@ def test_horn_schunck_recovers_a_known_shift(dx, dy):
         assert create_flow("horn_schunck")(base, base).abs().max().item() < 1e-3
 
 
+def test_tvl1_through_opencv_recovers_a_known_shift():
+    pytest.importorskip("cv2.optflow", reason="TV-L1 needs opencv-contrib-python-headless (pip install hl[tvl1])")
+    base = _texture()
+    shift = torch.zeros(1, 2, *base.shape[-2:])
+    shift[:, 0], shift[:, 1] = -3.0, -1.5
+    moved = warp(base, shift)
+    flow = create_flow("tvl1")(base, moved)
+    inner = flow[0, :, 24:-24, 24:-24]
+    assert inner[0].median().item() == pytest.approx(3.0, abs=0.35)
+    assert inner[1].median().item() == pytest.approx(1.5, abs=0.35)
+    # the extractor on TV-L1 flow shares the flow checkpoint's state dict; it is never picked by default
+    from hl.extract.extractors import get_extractor
+
+    d = get_extractor("i3d_flow_tvl1")
+    assert d.backbone == "i3d_flow_tvl1_frames" and not d.default
+    assert list(create("i3d_flow_tvl1_frames").state_dict()) == list(InceptionI3d(in_channels=2).state_dict())
+
+
 def test_flow_convention_of_i3d():
     assert "horn_schunck" in list_flows() and FLOW_BOUND == 20.0
     f = torch.tensor([-45.0, -20.0, -10.0, 0.0, 10.0, 20.0, 33.0])
@@ -91,6 +109,7 @@ def _raise_for_weighted_flow():
         del flow_module._FLOWS["_weighted"]
 
 
+@pytest.mark.slow  # one segment through both I3D streams
 def test_hl_extract_writes_i3d_and_i3d_flow_with_the_flow_checkpoint(tmp_path):
     import av
 

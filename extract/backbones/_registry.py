@@ -55,6 +55,7 @@ class ExtractorDef:
     needs_weights: bool = True
     description: str = ""
     fallback: str | None = None  # the weight-free extractor that stands in when the weights are absent
+    default: bool = True  # picked by `hl extract` without --extractors when its weights are present
 
 
 @dataclass(frozen=True)

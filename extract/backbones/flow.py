@@ -138,6 +138,29 @@ class HornSchunck(nn.Module):
         return torch.cat([u, v], dim=1)
 
 
+@register_flow("tvl1")
+class TVL1(nn.Module):
+    """TV-L1 flow (Zach et al. 2007; the original I3D recipe's algorithm) through OpenCV's contrib module
+    ``cv2.optflow.DualTVL1OpticalFlow`` with its default parameters, one frame pair at a time on the CPU, on the
+    grey frames quantised to uint8 as OpenCV takes them. Optional: needs ``opencv-contrib-python-headless``
+    (``pip install "hl[tvl1]"``); faithful but slow (seconds per frame pair)."""
+
+    def forward(self, prev: Tensor, next_: Tensor) -> Tensor:
+        try:
+            import cv2
+        except ImportError:
+            cv2 = None
+        if cv2 is None or not hasattr(cv2, "optflow"):
+            from hl.common import HLError
+
+            raise HLError("the tvl1 flow needs OpenCV's contrib modules: pip install opencv-contrib-python-headless")
+        solver = cv2.optflow.DualTVL1OpticalFlow_create()
+        a = (prev[:, 0].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        b = (next_[:, 0].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        out = [torch.from_numpy(solver.calc(x, y, None)).permute(2, 0, 1) for x, y in zip(a, b)]
+        return torch.stack(out).to(prev.device) if out else prev.new_zeros(0, 2, *prev.shape[-2:])
+
+
 def _resize_flow(flow: Tensor, size) -> Tensor:
     """Flow [P, 2, h, w] -> [P, 2, *size], displacements rescaled with the image."""
     scale = torch.tensor([size[1] / flow.shape[-1], size[0] / flow.shape[-2]], device=flow.device).view(1, 2, 1, 1)

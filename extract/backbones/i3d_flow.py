@@ -88,19 +88,24 @@ def preprocess_grey(frames: Any, *, chunk: int = 8) -> Tensor:
     return out.reshape(n, t, 1, *size).permute(0, 2, 1, 3, 4).contiguous()
 
 
-register(
-    BackboneSpec(
-        name="i3d_flow_frames",
-        build=partial(I3DFlowFromFrames, flow="horn_schunck"),
+def _flow_spec(name: str, extractor: str, flow: str, description: str, default: bool) -> BackboneSpec:
+    return BackboneSpec(
+        name=name,
+        build=partial(I3DFlowFromFrames, flow=flow),
         preprocess=preprocess_grey,
         frame_size=resized_size,
         weights=(FLOW_IMAGENET, FLOW_CHARADES),
-        extractors=(ExtractorDef("i3d_flow", "i3d_flow_frames", "segment",
-                                 description="I3D optical-flow stream on flow computed from the frames, 1024-d"),),
-        notes="I3D flow stream from frames: grey, flow between consecutive sampled frames (weight-free "
-        "Horn-Schunck), truncated to [-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment.",
+        extractors=(ExtractorDef(extractor, name, "segment", description=description, default=default),),
+        notes=f"I3D flow stream from frames: grey, {flow} flow between consecutive sampled frames, truncated to "
+        "[-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment.",
         # 33 frames over a 2-s segment; the flow model is part of what the feature depends on (its config)
         **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": CLIP_FRAMES / 2.0,
-           "extra": {**_COMMON["extra"], "flow": "horn_schunck"}},
+           "extra": {**_COMMON["extra"], "flow": flow}},
     )
-)
+
+
+register(_flow_spec("i3d_flow_frames", "i3d_flow", "horn_schunck",
+                    "I3D optical-flow stream on flow computed from the frames (Horn-Schunck), 1024-d", True))
+# the original recipe's TV-L1 (OpenCV contrib, optional): faithful, slow; never picked by default
+register(_flow_spec("i3d_flow_tvl1_frames", "i3d_flow_tvl1", "tvl1",
+                    "I3D optical-flow stream on TV-L1 flow (OpenCV contrib), 1024-d", False))

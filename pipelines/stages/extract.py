@@ -94,7 +94,7 @@ class ExtractReport:
 def discover_videos(root: str | Path) -> list[VideoItem]:
     """Video files under `root` (recursively, hidden files skipped). The id is the path relative to `root`
     without extension, so equal names in different sub-folders stay distinct."""
-    root = Path(root)
+    root = Path(os.path.abspath(root))  # the paths go to workers, which may run in another directory
     if root.is_file():
         return [VideoItem(root.stem, str(root))]
     if not root.is_dir():
@@ -133,7 +133,7 @@ def plan_extractors(names: Iterable[str] | None, weights_dir: str | Path | None,
     notices: list[str] = []
     if names is None:
         chosen = [d.name for d in EXTRACTORS.values()
-                  if d.needs_weights and d.sampling != "window" and weights_for(d, weights_dir)]
+                  if d.needs_weights and d.default and d.sampling != "window" and weights_for(d, weights_dir)]
         if not chosen:
             chosen = list(WEIGHT_FREE)
             notices.append(
@@ -416,7 +416,7 @@ def run_extraction(
     notices = [slow, *notices] if slow else notices
     for line in notices if notice is not None else ():
         notice(line)
-    store = FeatureStore(out)
+    store = FeatureStore(os.path.abspath(out))  # workers may run in another directory
     if not store.root.exists():
         store.check_writable()
     if not items:
