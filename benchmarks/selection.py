@@ -12,7 +12,8 @@
 
 Variants: ``shipped`` (HeadConfig() and 30 fixed epochs), ``select`` (selection on the training videos, refit on
 all of them), ``select-folds`` (the same selection, the fold heads averaged), ``ridge``. Prints per variant the
-per-domain and overall mean +- std over seeds and the wall time; ``--json FILE`` keeps them.
+per-domain and overall mean +- std over seeds, the wall time and the CPU time of the worker processes (on a
+shared machine the CPU time / workers is the wall time an idle one would take); ``--json FILE`` keeps them.
 """
 from __future__ import annotations
 
@@ -68,25 +69,34 @@ def rotations(cache: Path, root: Path) -> list[Path]:
 
 def measure(cache: Path, manifests: list[Path | None], variant: str, seeds: tuple[int, ...], workers: int,
             root: Path) -> dict:
+    import resource
+
     from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
     kw = VARIANTS[variant]
     per_run = []
     t0 = time.perf_counter()
+    cpu0 = _children_cpu(resource)
     for k, manifest in enumerate(manifests):
         spec = TrainSpec(cache=str(cache), manifest=str(manifest) if manifest else None, seeds=seeds,
                          head=kw.get("head", {}), select=kw.get("select"))
         metrics = train_heads(spec, root / f"run-{variant}-{k}", workers=workers)
         per_run.append(metrics.assign(rotation=k))
     wall = time.perf_counter() - t0
+    cpu = _children_cpu(resource) - cpu0  # the worker processes' CPU time (reaped when each cluster closes)
     import pandas as pd
 
     metrics = pd.concat(per_run, ignore_index=True)
     overall = metrics.groupby(["rotation", "seed"]).value.mean()
-    return {"variant": variant, "seconds": wall, "mean": float(overall.mean()),
+    return {"variant": variant, "seconds": wall, "cpu_seconds": cpu, "mean": float(overall.mean()),
             "std": float(overall.std(ddof=1)) if len(overall) > 1 else 0.0, "n": int(len(overall)),
             "domains": {d: float(g.value.mean()) for d, g in metrics.groupby("domain")},
             "selection": _choices(root, variant, len(manifests))}
+
+
+def _children_cpu(resource) -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _choices(root: Path, variant: str, runs: int) -> dict:
@@ -121,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                       root / args.data)
         results.append(res)
         print(f"{args.data:12s} {variant:13s} {res['mean']:.4f} +- {res['std']:.4f} (n={res['n']}) "
-              f"{res['seconds']:7.1f} s  " + "  ".join(f"{d} {v:.3f}" for d, v in res["domains"].items()),
+              f"{res['seconds']:7.1f} s wall, {res['cpu_seconds']:7.1f} s CPU  "
+              + "  ".join(f"{d} {v:.3f}" for d, v in res["domains"].items()),
               flush=True)
     if args.json:
         args.json.write_text(json.dumps({"data": args.data, "seeds": list(seeds), "results": results}, indent=1))

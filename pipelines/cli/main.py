@@ -18,6 +18,7 @@ from .options import (
     NameList,
     cluster_options,
     explicit,
+    extraction_options,
     log_format_option,
     quiet_option,
     seeds_option,
@@ -41,21 +42,7 @@ def main(verbose: bool) -> None:
 @click.option("--videos", required=True, type=click.Path(path_type=Path),
               help="A folder of videos (searched recursively) or one video file.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The cache directory.")
-@click.option("--extractors", type=NameList(), default=None,
-              help="Comma-separated, e.g. i3d,pann,tased. Default: every pretrained extractor whose weights "
-                   "are present, else the weight-free stats,stats_audio.")
-@click.option("--segment-seconds", default=2.0, show_default=True, type=float, help="Fixed window length.")
-@click.option("--segments", "segments_manifest", type=click.Path(exists=True, path_type=Path), default=None,
-              help="A manifest (Parquet) whose start/end windows replace the fixed windows for its videos.")
-@weights_dir_option
-@cluster_options
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (GPU tasks carry a GPU resource).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="auto: bf16 where the CPU/GPU computes it natively, else fp32.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per forward pass.")
-@click.option("--random-weights", is_flag=True,
-              help="Run pretrained extractors with random weights when theirs are absent (speed tests only).")
-@click.option("--retry-failed", is_flag=True, help="Try again the videos that failed before.")
+@extraction_options
 @quiet_option
 @log_format_option
 def extract(videos, out, extractors, segment_seconds, segments_manifest, weights_dir, scheduler, workers, device,
@@ -72,7 +59,8 @@ def extract(videos, out, extractors, segment_seconds, segments_manifest, weights
     settings = RunSettings(device=device, precision=precision, batch_size=batch_size)
     with Console(log_format, quiet=quiet) as console:
         report = run_extraction(
-            videos, out, extractors or None, segment_seconds=segment_seconds, manifest=manifest,
+            videos, out, extractors or None, segment_seconds=2.0 if segment_seconds is None else segment_seconds,
+            manifest=manifest,
             weights_dir=weights_dir, scheduler=scheduler, workers=workers, settings=settings,
             allow_random_weights=random_weights, retry_failed=retry_failed, reporter=console.extract_reporter(),
             notice=console.notice,
@@ -140,41 +128,31 @@ def cache() -> None:
 
 @cache.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def cache_info(path):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts) instead of the text.")
+def cache_info(path, as_json):
     """Videos, extractors, segments, and failures with their reasons."""
-    import pyarrow.compute as pc
+    import json
 
-    from hl.pipelines.cache import FeatureStore
+    from hl.pipelines.cache.summary import cache_summary
 
-    store = FeatureStore(path)
-    idx = store.index_table().select(["video_id", "extractor", "status", "segments", "dim", "weights_hash",
-                                      "error"])
-    if idx.num_rows == 0:
+    info = cache_summary(path)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    if info["videos"] == 0:
         click.echo(f"{path}: empty cache")
         return
-    is_ok = pc.equal(idx["status"], "ok")
-    ok = idx.filter(is_ok)
-    click.echo(f"cache {path}: {pc.count_distinct(idx['video_id']).as_py()} videos, "
-               f"{pc.count_distinct(ok['video_id']).as_py()} with features")
-    every = {r["extractor"]: r for r in idx.group_by("extractor").aggregate(
-        [("video_id", "count"), ("weights_hash", "distinct")]).to_pylist()}
-    good = {r["extractor"]: r for r in ok.group_by("extractor").aggregate(
-        [("video_id", "count"), ("segments", "sum"), ("dim", "max")]).to_pylist()}
-    for name in sorted(every):
-        g, n = good.get(name, {}), every[name]["video_id_count"]
-        n_ok = g.get("video_id_count", 0)
-        weights = ",".join(sorted({str(w)[:10] for w in every[name]["weights_hash_distinct"]}))
-        click.echo(f"  {name:<16} {n_ok:>5} ok  {n - n_ok:>4} failed  {int(g.get('segments_sum') or 0):>7} "
-                   f"segments  dim {int(g.get('dim_max') or 0)}  weights {weights}")
-    failed = idx.filter(pc.invert(is_ok)).select(["video_id", "error"]).to_pandas().drop_duplicates("video_id")
-    if len(failed):
-        click.echo(f"failures ({len(failed)} videos):")
-        for vid, error in zip(failed["video_id"], failed["error"]):
-            click.echo(f"  {vid}: {error}")
-    if store.manifest_path.exists():
-        m = store.manifest()
-        click.echo(f"manifest: {m['video_id'].nunique()} videos, {m['domain'].nunique()} domains, "
-                   f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
+    click.echo(f"cache {path}: {info['videos']} videos, {info['videos_with_features']} with features")
+    for name, e in info["extractors"].items():
+        click.echo(f"  {name:<16} {e['ok']:>5} ok  {e['failed']:>4} failed  {e['segments']:>7} "
+                   f"segments  dim {e['dim']}  weights {','.join(w[:10] for w in e['weights'])}")
+    if info["failures"]:
+        click.echo(f"failures ({len(info['failures'])} videos):")
+        for f in info["failures"]:
+            click.echo(f"  {f['video_id']}: {f['error']}")
+    m = info["manifest"]
+    if m is not None:
+        click.echo(f"manifest: {m['videos']} videos, {m['domains']} domains, splits {m['splits']}")
 
 
 @cache.command("compact")
@@ -480,6 +458,7 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
 def predict(run_dir, cache, out, videos, maps_dir):
     """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
     from hl.pipelines.run import Run
+    from hl.pipelines.stages.jsonl_export import write_jsonl
     from hl.pipelines.stages.predict import predict as predict_run
     from hl.pipelines.stages.predict import write_predictions
 
@@ -488,7 +467,8 @@ def predict(run_dir, cache, out, videos, maps_dir):
         raise click.UsageError(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
     preds = predict_run(run, cache, list(videos) or None)
     js, table = write_predictions(preds, out)
-    click.echo(f"scored {len(preds)} videos -> {js} and {table}")
+    lines = write_jsonl(preds, Path(out).with_suffix(".jsonl"))
+    click.echo(f"scored {len(preds)} videos -> {js}, {table} and {lines} (qid/vid/pred_saliency_scores per 2-s clip)")
     if maps_dir is not None:
         from hl.pipelines.stages.predict_pixel import write_map_pictures
 
@@ -515,13 +495,15 @@ DEFAULT_RELATIVE = 0.55  # = hl.pipelines.highlights.moments.RELATIVE (not impor
 @click.option("--clips", is_flag=True, help="Cut every moment as its own file (packet copy: fast, lossless).")
 @click.option("--reencode", is_flag=True, help="With --clips: cut exactly at the moment (H.264 + AAC).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Feature cache (default OUT/cache).")
-@weights_dir_option
-@cluster_options
+@extraction_options
 @quiet_option
 @log_format_option
-def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, clips, reencode, cache, weights_dir,
-               scheduler, workers, quiet, log_format):
-    """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips."""
+def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, clips, reencode, cache, quiet,
+               log_format, **extraction):
+    """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips.
+
+    The features are made as the run's were: the extraction options (those of `hl extract`) default to the
+    run's, and one that differs from what the run's features were made with is refused."""
     if relative is not None and min_score is not None:
         raise click.UsageError("give --relative or --min-score, not both")
 
@@ -530,8 +512,7 @@ def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, cl
 
     sys.exit(highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips, cache=cache,
                                 relative=DEFAULT_RELATIVE if relative is None else relative, min_score=min_score,
-                                reencode=reencode, weights_dir=weights_dir, scheduler=scheduler, workers=workers,
-                                quiet=quiet, echo=echo, log_format=log_format))
+                                reencode=reencode, quiet=quiet, echo=echo, log_format=log_format, **extraction))
 
 
 def highlights_command(
@@ -552,15 +533,29 @@ def highlights_command(
     echo: Callable[[str], None] = print,
     stream=None,
     log_format: str = "auto",
+    extractors: tuple[str, ...] | None = None,
+    segment_seconds: float | None = None,
+    segments_manifest: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
+    batch_size: int = 8,
+    random_weights: bool = False,
+    retry_failed: bool = False,
 ) -> int:
     """Everything `hl highlights` does, with progress on `stream` (stderr) as `log_format` says and a summary
     through `echo` (JSON lines with ``log_format="json"``). Returns the exit status: 0, or 1 when some videos
     could not be scored. Raises :class:`hl.common.HLError` (one line) for a bad request."""
     import json
 
+    from hl.extract.extractors import RunSettings
     from hl.pipelines.highlights import find_highlights
 
     out = Path(out) if out is not None else Path("highlights")
+    manifest = None
+    if segments_manifest is not None:
+        from hl.data_manifests.schema import read_manifest
+
+        manifest = read_manifest(segments_manifest)
     with Console(log_format, stream=stream, quiet=quiet) as console:
         stage: list = []
 
@@ -572,7 +567,11 @@ def highlights_command(
         result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
                                  relative=relative, min_score=min_score,
                                  clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
-                                 scheduler=scheduler, workers=workers, reporter=console.extract_reporter(),
+                                 scheduler=scheduler, workers=workers,
+                                 settings=RunSettings(device=device, batch_size=batch_size),
+                                 extractors=extractors, segment_seconds=segment_seconds, precision=precision,
+                                 allow_random_weights=random_weights, retry_failed=retry_failed, manifest=manifest,
+                                 reporter=console.extract_reporter(),
                                  notice=console.notice, on_video=scored)
     if console.format == "json":
         plain_echo = echo

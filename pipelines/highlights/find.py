@@ -103,6 +103,35 @@ def run_settings(features: dict[str, FeatureOrigin], base: RunSettings | None = 
     return dataclasses.replace(base, precision=precision, short_side=short_side)
 
 
+def check_extraction(run: Run, features: dict[str, FeatureOrigin], extractors=None, segment_seconds=None,
+                     precision: str | None = None, allow_random_weights: bool = False) -> list[str]:
+    """Refuse, with a one-line HLError, extraction options that would make other features than the run's; returns
+    the notices to show (random weights in use)."""
+    from hl.extract.extractors import get_extractor
+
+    names = list(features)
+    if extractors is not None and sorted(extractors) != sorted(names):
+        raise HLError(f"--extractors {','.join(extractors) or '(none)'}: the run {run.path} reads {','.join(names)} "
+                      f"features; leave --extractors out (the run's are used) or give exactly those")
+    seconds = run.segment_seconds
+    if segment_seconds is not None and abs(float(segment_seconds) - seconds) > 1e-9:
+        raise HLError(f"--segment-seconds {segment_seconds:g}: the run {run.path} was trained on {seconds:g}-s "
+                      f"segments; leave --segment-seconds out or give {seconds:g}")
+    pretrained = {n: o for n, o in features.items() if get_extractor(o.extractor).needs_weights}
+    if precision not in (None, "auto"):
+        for n, o in pretrained.items():
+            made = o.config.get("precision")
+            if made != precision:
+                raise HLError(f"--precision {precision}: the run's {n} features were made in {made}; leave "
+                              f"--precision out (the run's is used) or give {made}")
+    random = [n for n, o in pretrained.items() if o.weights_hash == "none"]
+    if random and not allow_random_weights:
+        raise HLError(f"the run {run.path} was trained on {', '.join(random)} features made with random weights "
+                      f"(speed tests only); give --random-weights to make the same for new videos")
+    return [f"RANDOM WEIGHTS FOR {n}: as the run's features were made; meaningless except for speed tests."
+            for n in random]
+
+
 # -- the work --------------------------------------------------------------------------------------------
 def _check(top: int, min_gap: float, clip_mode: str, relative: float | None, min_score: float | None) -> None:
     if int(top) != top or top < 1:
@@ -135,15 +164,26 @@ def find_highlights(
     scheduler: str | None = None,
     workers: int | None = None,
     settings: RunSettings | None = None,
+    extractors: list[str] | tuple[str, ...] | None = None,
+    segment_seconds: float | None = None,
+    precision: str | None = None,
+    allow_random_weights: bool = False,
+    retry_failed: bool = False,
+    manifest=None,
     reporter: Reporter | None = None,
     notice: Callable[[str], None] | None = None,
     on_video: Callable[[str, int, int], None] | None = None,
 ) -> HighlightsResult:
     """Find the best moments of every video in `videos` (a file or a folder, searched recursively) with the
     trained `run`, and write them to `out`. Raises :class:`HLError` for a bad request; a video that cannot be
-    decoded is reported in ``result.failed`` and does not stop the others. `settings` give the device and batch
-    size; the precision and decoding size are the run's. No moment scores below the video's floor: `min_score`
-    when given, else ``median + relative * (best - median)`` of its scores (``relative=None``: no floor)."""
+    decoded is reported in ``result.failed`` and does not stop the others. No moment scores below the video's
+    floor: `min_score` when given, else ``median + relative * (best - median)`` of its scores (``relative=None``:
+    no floor).
+
+    The extraction options are those of `hl extract` (:func:`run_extraction`): `settings` give the device and
+    batch size; the features are the run's (:func:`check_extraction`), so `extractors`, `segment_seconds` and
+    `precision` may only repeat what the run's features were made with (None: the run's), and a run trained on
+    random-weight features needs `allow_random_weights`. `manifest` gives its videos their own windows."""
     _check(top, min_gap, clip_mode, relative, min_score)
     if min_score is not None:
         relative = None  # an absolute floor replaces the relative one
@@ -153,8 +193,10 @@ def find_highlights(
     features = run_features(run)
     names = list(features)
     say = notice or (lambda line: log.warning("%s", line))
+    for line in check_extraction(run, features, extractors, segment_seconds, precision, allow_random_weights):
+        say(line)
     segment_seconds = run.segment_seconds
-    if run.config.segments["rule"] != "fixed":
+    if run.config.segments["rule"] != "fixed" and manifest is None:
         say(f"the run was trained on the manifest's own windows; new videos get fixed {segment_seconds:g}-s windows "
             "(their median length)")
     items = discover_videos(videos)
@@ -164,7 +206,8 @@ def find_highlights(
     out.mkdir(parents=True, exist_ok=True)
     extraction = run_extraction(items, cache, names, segment_seconds=segment_seconds, weights_dir=weights_dir,
                                 scheduler=scheduler, workers=workers, settings=run_settings(features, settings),
-                                reporter=reporter, notice=say, require=features)
+                                manifest=manifest, retry_failed=retry_failed, reporter=reporter, notice=say,
+                                require=features)
 
     store = FeatureStore(cache)
     failed: dict[str, str] = {}

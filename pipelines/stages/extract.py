@@ -94,7 +94,7 @@ class ExtractReport:
 def discover_videos(root: str | Path) -> list[VideoItem]:
     """Video files under `root` (recursively, hidden files skipped). The id is the path relative to `root`
     without extension, so equal names in different sub-folders stay distinct."""
-    root = Path(root)
+    root = Path(os.path.abspath(root))  # the paths go to workers, which may run in another directory
     if root.is_file():
         return [VideoItem(root.stem, str(root))]
     if not root.is_dir():
@@ -416,7 +416,7 @@ def run_extraction(
     notices = [slow, *notices] if slow else notices
     for line in notices if notice is not None else ():
         notice(line)
-    store = FeatureStore(out)
+    store = FeatureStore(os.path.abspath(out))  # workers may run in another directory
     if not store.root.exists():
         store.check_writable()
     if not items:
@@ -456,6 +456,7 @@ def run_extraction(
                                                                            event[1]["fraction"])},
               on_error=worker_error)
     compact_index(store, notices)
+    store.clean_stale()  # what a worker killed mid-write left
     order = {i.video_id: k for k, i in enumerate(items)}
     outcomes.sort(key=lambda o: order[o.video_id])
     return ExtractReport(outcomes, notices, time.perf_counter() - t0)

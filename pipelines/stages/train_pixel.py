@@ -20,6 +20,7 @@ of epochs; every seed is reported.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -47,7 +48,7 @@ from ..run import JOINT, Run, RunConfig, feature_origins, segment_windows
 from .evaluate import VideoLabels, evaluate_scores, manifest_labels
 from .feature_choice import pixel_sources
 from .predict_pixel import score_video
-from .train_segment import domain_manifest, read_manifest_at, resolve_domains
+from .train_segment import absolute_paths, domain_manifest, read_manifest_at, resolve_domains
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +452,7 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
     The encoder maps and saliency the spec leaves open are chosen from the cache (`notice` receives the line
     saying which). Tasks run on a local cluster of `workers` processes (default one: one copy of the maps in
     memory) or on `scheduler`. Returns the metrics table (also RUN/metrics.parquet)."""
+    spec, run_dir = absolute_paths(spec), os.path.abspath(run_dir)  # workers may run in another directory
     manifest = read_manifest_at(spec.manifest_path)
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)
