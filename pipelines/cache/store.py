@@ -279,8 +279,7 @@ class FeatureStore:
                        pc.and_(pc.equal(j["weights_hash"], weights_hash), pc.is_valid(pos)))
         prefix = f"features/{name}/"
         try:
-            with os.scandir(self.root / "features" / name) as it:
-                present = pa.array([e.name for e in it], pa.string())
+            present = pa.array(os.listdir(self.root / "features" / name), pa.string())
         except FileNotFoundError:
             present = pa.array([], pa.string())
         files = pc.fill_null(j["file"], "")
@@ -292,8 +291,10 @@ class FeatureStore:
 
     def videos(self, extractor: str | None = None) -> list[str]:
         """Ids of videos with at least one successful unit (of `extractor`, if given)."""
-        idx = self.index(extractor)
-        return sorted(idx.loc[idx["status"] == "ok", "video_id"].unique().tolist())
+        import pyarrow.compute as pc
+
+        idx = self.index_table(extractor).select(["video_id", "status"])
+        return sorted(pc.unique(idx.filter(pc.equal(idx["status"], "ok"))["video_id"]).to_pylist())
 
     def extractors(self) -> list[str]:
         base = self.root / "features"
