@@ -262,9 +262,10 @@ class FeatureStore:
         return include_failed
 
     def done_units(self, extractor: str, video_ids: Sequence[str], fingerprints: Sequence[str],
-                   config_hashes: Sequence[str], weights_hash: str, include_failed: bool = True) -> np.ndarray:
+                   config_hashes: Sequence[str] | str, weights_hash: str, include_failed: bool = True) -> np.ndarray:
         """:meth:`is_done` for many videos of one extractor at once (bool [N]), from one read of the index and
-        one listing of the feature folder: what planning a re-run of a million units needs."""
+        one listing of the feature folder: what planning a re-run of a million units needs. `config_hashes`
+        may be one hash for every video."""
         import pyarrow.compute as pc
 
         name = self._name(extractor)
@@ -275,7 +276,8 @@ class FeatureStore:
         pos = pc.index_in(pa.array(video_ids, pa.string()), value_set=idx["video_id"].combine_chunks())
         j = idx.take(pc.fill_null(pos, 0))  # row of each video (row 0 where it has none: masked below)
         same = pc.and_(pc.and_(pc.equal(j["fingerprint"], pa.array(fingerprints, pa.string())),
-                               pc.equal(j["config_hash"], pa.array(config_hashes, pa.string()))),
+                               pc.equal(j["config_hash"], config_hashes if isinstance(config_hashes, str)
+                                        else pa.array(config_hashes, pa.string()))),
                        pc.and_(pc.equal(j["weights_hash"], weights_hash), pc.is_valid(pos)))
         prefix = f"features/{name}/"
         try:
