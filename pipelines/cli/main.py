@@ -13,7 +13,18 @@ from pathlib import Path
 
 import click
 
-from .options import Group, NameList, cluster_options, explicit, quiet_option, seeds_option, weights_dir_option
+from .options import (
+    Group,
+    NameList,
+    cluster_options,
+    explicit,
+    extraction_options,
+    log_format_option,
+    quiet_option,
+    seeds_option,
+    weights_dir_option,
+)
+from .progress import Console
 
 
 @click.group(cls=Group)
@@ -31,29 +42,14 @@ def main(verbose: bool) -> None:
 @click.option("--videos", required=True, type=click.Path(path_type=Path),
               help="A folder of videos (searched recursively) or one video file.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The cache directory.")
-@click.option("--extractors", type=NameList(), default=None,
-              help="Comma-separated, e.g. i3d,pann,tased. Default: every pretrained extractor whose weights "
-                   "are present, else the weight-free stats,stats_audio.")
-@click.option("--segment-seconds", default=2.0, show_default=True, type=float, help="Fixed window length.")
-@click.option("--segments", "segments_manifest", type=click.Path(exists=True, path_type=Path), default=None,
-              help="A manifest (Parquet) whose start/end windows replace the fixed windows for its videos.")
-@weights_dir_option
-@cluster_options
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (GPU tasks carry a GPU resource).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="auto: bf16 where the CPU/GPU computes it natively, else fp32.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per forward pass.")
-@click.option("--random-weights", is_flag=True,
-              help="Run pretrained extractors with random weights when theirs are absent (speed tests only).")
-@click.option("--retry-failed", is_flag=True, help="Try again the videos that failed before.")
+@extraction_options
 @quiet_option
+@log_format_option
 def extract(videos, out, extractors, segment_seconds, segments_manifest, weights_dir, scheduler, workers, device,
-            precision, batch_size, random_weights, retry_failed, quiet):
+            precision, batch_size, random_weights, retry_failed, quiet, log_format):
     """Decode every video once and cache its features (HDF5 + a Parquet index)."""
     from hl.extract.extractors import RunSettings
     from hl.pipelines.stages.extract import run_extraction
-
-    from .progress import ExtractProgress
 
     manifest = None
     if segments_manifest is not None:
@@ -61,19 +57,19 @@ def extract(videos, out, extractors, segment_seconds, segments_manifest, weights
 
         manifest = read_manifest(segments_manifest)
     settings = RunSettings(device=device, precision=precision, batch_size=batch_size)
-    progress = ExtractProgress(enabled=not quiet)
-    try:
+    with Console(log_format, quiet=quiet) as console:
         report = run_extraction(
-            videos, out, extractors or None, segment_seconds=segment_seconds, manifest=manifest,
+            videos, out, extractors or None, segment_seconds=2.0 if segment_seconds is None else segment_seconds,
+            manifest=manifest,
             weights_dir=weights_dir, scheduler=scheduler, workers=workers, settings=settings,
-            allow_random_weights=random_weights, retry_failed=retry_failed, reporter=progress.reporter(),
-            notice=progress.notice,
+            allow_random_weights=random_weights, retry_failed=retry_failed, reporter=console.extract_reporter(),
+            notice=console.notice,
         )
-    finally:
-        progress.close()
-    click.echo(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
-               f"{len(report.failed)} failed, in {report.wall_s:.1f} s -> {out}")
-    for o in report.failed:
+    console.result(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
+                   f"{len(report.failed)} failed, in {report.wall_s:.1f} s -> {out}",
+                   extracted=len(report.computed), cached=len(report.skipped), failed=len(report.failed),
+                   seconds=round(report.wall_s, 3), cache=str(out))
+    for o in report.failed if console.format != "json" else ():  # json: in the item events already
         click.echo(f"  failed: {o.error}", err=True)
     sys.exit(1 if report.failed else 0)
 
@@ -95,6 +91,8 @@ def weights_list(weights_dir):
     for row in list_weights(weights_dir):
         mark = "present" if row["present"] else "absent "
         click.echo(f"  {mark}  {row['name']:<20} {row['backbone']:<10} {row['file']:<28} {row['url']}")
+        if row.get("license"):
+            click.echo(f"           licence: {row['license']}")
 
 
 @weights.command("add")
@@ -130,41 +128,31 @@ def cache() -> None:
 
 @cache.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def cache_info(path):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts) instead of the text.")
+def cache_info(path, as_json):
     """Videos, extractors, segments, and failures with their reasons."""
-    import pyarrow.compute as pc
+    import json
 
-    from hl.pipelines.cache import FeatureStore
+    from hl.pipelines.cache.summary import cache_summary
 
-    store = FeatureStore(path)
-    idx = store.index_table().select(["video_id", "extractor", "status", "segments", "dim", "weights_hash",
-                                      "error"])
-    if idx.num_rows == 0:
+    info = cache_summary(path)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    if info["videos"] == 0:
         click.echo(f"{path}: empty cache")
         return
-    is_ok = pc.equal(idx["status"], "ok")
-    ok = idx.filter(is_ok)
-    click.echo(f"cache {path}: {pc.count_distinct(idx['video_id']).as_py()} videos, "
-               f"{pc.count_distinct(ok['video_id']).as_py()} with features")
-    every = {r["extractor"]: r for r in idx.group_by("extractor").aggregate(
-        [("video_id", "count"), ("weights_hash", "distinct")]).to_pylist()}
-    good = {r["extractor"]: r for r in ok.group_by("extractor").aggregate(
-        [("video_id", "count"), ("segments", "sum"), ("dim", "max")]).to_pylist()}
-    for name in sorted(every):
-        g, n = good.get(name, {}), every[name]["video_id_count"]
-        n_ok = g.get("video_id_count", 0)
-        weights = ",".join(sorted({str(w)[:10] for w in every[name]["weights_hash_distinct"]}))
-        click.echo(f"  {name:<16} {n_ok:>5} ok  {n - n_ok:>4} failed  {int(g.get('segments_sum') or 0):>7} "
-                   f"segments  dim {int(g.get('dim_max') or 0)}  weights {weights}")
-    failed = idx.filter(pc.invert(is_ok)).select(["video_id", "error"]).to_pandas().drop_duplicates("video_id")
-    if len(failed):
-        click.echo(f"failures ({len(failed)} videos):")
-        for vid, error in zip(failed["video_id"], failed["error"]):
-            click.echo(f"  {vid}: {error}")
-    if store.manifest_path.exists():
-        m = store.manifest()
-        click.echo(f"manifest: {m['video_id'].nunique()} videos, {m['domain'].nunique()} domains, "
-                   f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
+    click.echo(f"cache {path}: {info['videos']} videos, {info['videos_with_features']} with features")
+    for name, e in info["extractors"].items():
+        click.echo(f"  {name:<16} {e['ok']:>5} ok  {e['failed']:>4} failed  {e['segments']:>7} "
+                   f"segments  dim {e['dim']}  weights {','.join(w[:10] for w in e['weights'])}")
+    if info["failures"]:
+        click.echo(f"failures ({len(info['failures'])} videos):")
+        for f in info["failures"]:
+            click.echo(f"  {f['video_id']}: {f['error']}")
+    m = info["manifest"]
+    if m is not None:
+        click.echo(f"manifest: {m['videos']} videos, {m['domains']} domains, splits {m['splits']}")
 
 
 @cache.command("compact")
@@ -293,7 +281,7 @@ def manifest(kind, source, out, **options):
 
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
 SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
-                "track_test")
+                "track_test", "select", "select_final")
 PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 
 
@@ -321,6 +309,11 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--track-test", is_flag=True,
               help="segment: also score the test videos after every epoch, for `hl eval --protocol best-epoch` "
                    "(the papers' protocol); the run's own scores stay those of its last epoch.")
+@click.option("--select", is_flag=True,
+              help="segment: choose the setting (width, lr, dropout, loss weights) and the epoch count per domain "
+                   "by validation mAP on folds of the training videos; recorded in RUN/selection/.")
+@click.option("--select-final", type=click.Choice(["refit", "folds"]), default="refit", show_default=True,
+              help="with --select: refit the chosen setting on all training videos, or average the fold heads.")
 @click.option("--no-hpcl", is_flag=True, help="segment ablation: no contrastive loss.")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
@@ -329,16 +322,19 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
               help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
                    "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
-              help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
+              help="pixel: saliency threshold. Default: the paper's for TASED saliency (0.0005; 0.001 for "
+                   "dog/gymnastics/skiing), a calibrated 4x the uniform value for motion_saliency.")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
               help="pixel: normalisation of the saliency map before comparing with beta.")
 @click.option("--ablate", type=click.Choice(["spatial", "temporal"]), default=None,
               help="pixel: w/o spatial (whole highlight frames 1) or w/o temporal (the target frame repeated).")
 @cluster_options
+@quiet_option
+@log_format_option
 @click.pass_context
 def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
-               val_fraction, track_test, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm,
-               ablate, scheduler, workers):
+               val_fraction, track_test, select, select_final, no_hpcl, no_rank, global_query, fusion, backbone,
+               beta, saliency_norm, ablate, scheduler, workers, quiet, log_format):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
@@ -376,63 +372,34 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
             head["w_hpcl"] = 0.0
         if no_rank:
             head["w_rank"] = 0.0
+        if select_final != "refit" and not select:
+            raise click.UsageError("--select-final: only with --select")
+        selection = {"final": select_final} if select else None
         spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, track_test=track_test, head=head,
-                         **common)
+                         select=selection, **common)
         train = train_heads
-    bar, progress = _train_progress()
-    try:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress, notice=click.echo)
-    finally:
-        bar.close()
-    _print_summary(metrics)
-    click.echo(f"run written to {out}")
+    with Console(log_format, quiet=quiet) as console:
+        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=console.train_progress(),
+                        notice=console.say)
+    _print_summary(metrics, console)
+    console.result(f"run written to {out}", run=str(out))
 
 
-class _LazyBar:
-    """A tqdm bar drawn from the first finished head on, so that lines printed before training starts (which
-    features were chosen) are not interleaved with it."""
-
-    def __init__(self, **kwargs):
-        self.kwargs, self.bar = kwargs, None
-
-    def get(self):
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(**self.kwargs)
-        return self.bar
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _train_progress():
-    lazy = _LazyBar(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
-
-    def progress(res, done, total):
-        bar = lazy.get()
-        bar.total = total
-        detail = f", {res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos" \
-            if "epochs" in res and "train_videos" in res else ""
-        bar.write(f"[{done}/{total}] {res['domain']} seed {res['seed']}{detail}, {res.get('seconds', 0):.1f} s",
-                  file=sys.stderr)
-        bar.update(1)
-
-    return lazy, progress
-
-
-def _print_summary(metrics) -> None:
+def _print_summary(metrics, console: Console | None = None) -> None:
     from hl.pipelines.stages.evaluate import summary_table
 
+    say = console.result if console is not None else (lambda line, **fields: click.echo(line))
     if metrics.empty:
-        click.echo("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
+        say("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
         return
 
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
-    click.echo(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
+    if console is None or console.format != "json":
+        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
     for _, r in summary_table(metrics).iterrows():
-        click.echo(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})")
+        say(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})",
+                       domain=r["domain"], metric=name, mean=float(r["mean"]), std=float(r["std"]),
+                       seeds=int(r["count"]))
 
 
 @main.command("eval")
@@ -491,6 +458,7 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
 def predict(run_dir, cache, out, videos, maps_dir):
     """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
     from hl.pipelines.run import Run
+    from hl.pipelines.stages.jsonl_export import write_jsonl
     from hl.pipelines.stages.predict import predict as predict_run
     from hl.pipelines.stages.predict import write_predictions
 
@@ -499,7 +467,8 @@ def predict(run_dir, cache, out, videos, maps_dir):
         raise click.UsageError(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
     preds = predict_run(run, cache, list(videos) or None)
     js, table = write_predictions(preds, out)
-    click.echo(f"scored {len(preds)} videos -> {js} and {table}")
+    lines = write_jsonl(preds, Path(out).with_suffix(".jsonl"))
+    click.echo(f"scored {len(preds)} videos -> {js}, {table} and {lines} (qid/vid/pred_saliency_scores per 2-s clip)")
     if maps_dir is not None:
         from hl.pipelines.stages.predict_pixel import write_map_pictures
 
@@ -508,29 +477,42 @@ def predict(run_dir, cache, out, videos, maps_dir):
 
 
 # -- hl highlights -------------------------------------------------------------------------------------------
+DEFAULT_RELATIVE = 0.55  # = hl.pipelines.highlights.moments.RELATIVE (not imported here: it would load torch)
+
+
 @main.command()
 @click.argument("video_or_dir", type=click.Path(path_type=Path))
 @click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A trained run.")
 @click.option("--top", type=int, default=5, show_default=True, help="Most moments kept per video.")
 @click.option("--min-gap", type=float, default=4.0, show_default=True,
               help="Least seconds between the end of one moment and the start of the next.")
+@click.option("--relative", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Drop moments scoring below median + R x (best - median) of the video's scores "
+                   "[default: 0.55, chosen on TVSum's training videos].")
+@click.option("--min-score", type=float, default=None,
+              help="An absolute floor instead of the relative one (0 keeps the top moments whatever they score).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("highlights"), show_default=True)
 @click.option("--clips", is_flag=True, help="Cut every moment as its own file (packet copy: fast, lossless).")
 @click.option("--reencode", is_flag=True, help="With --clips: cut exactly at the moment (H.264 + AAC).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Feature cache (default OUT/cache).")
-@weights_dir_option
-@cluster_options
+@extraction_options
 @quiet_option
-def highlights(video_or_dir, run_dir, top, min_gap, out, clips, reencode, cache, weights_dir, scheduler, workers,
-               quiet):
-    """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips."""
+@log_format_option
+def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, clips, reencode, cache, quiet,
+               log_format, **extraction):
+    """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips.
+
+    The features are made as the run's were: the extraction options (those of `hl extract`) default to the
+    run's, and one that differs from what the run's features were made with is refused."""
+    if relative is not None and min_score is not None:
+        raise click.UsageError("give --relative or --min-score, not both")
 
     def echo(line: str) -> None:
-        click.echo(line, err=line.lstrip().startswith("failed:"))
+        click.echo(line, err=line.lstrip().startswith(("failed:", '{"event": "result", "message": "  failed:')))
 
     sys.exit(highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips, cache=cache,
-                                reencode=reencode, weights_dir=weights_dir, scheduler=scheduler, workers=workers,
-                                quiet=quiet, echo=echo))
+                                relative=DEFAULT_RELATIVE if relative is None else relative, min_score=min_score,
+                                reencode=reencode, quiet=quiet, echo=echo, log_format=log_format, **extraction))
 
 
 def highlights_command(
@@ -541,6 +523,8 @@ def highlights_command(
     out: str | Path | None = None,
     clips: bool = False,
     cache: str | Path | None = None,
+    relative: float | None = DEFAULT_RELATIVE,
+    min_score: float | None = None,
     reencode: bool = False,
     weights_dir: str | Path | None = None,
     scheduler: str | None = None,
@@ -548,43 +532,58 @@ def highlights_command(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
     stream=None,
+    log_format: str = "auto",
+    extractors: tuple[str, ...] | None = None,
+    segment_seconds: float | None = None,
+    segments_manifest: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
+    batch_size: int = 8,
+    random_weights: bool = False,
+    retry_failed: bool = False,
 ) -> int:
-    """Everything `hl highlights` does, with progress on `stream` (stderr) and a summary through `echo`.
-    Returns the exit status: 0, or 1 when some videos could not be scored. Raises :class:`hl.common.HLError`
-    (one line) for a bad request."""
-    from tqdm import tqdm
+    """Everything `hl highlights` does, with progress on `stream` (stderr) as `log_format` says and a summary
+    through `echo` (JSON lines with ``log_format="json"``). Returns the exit status: 0, or 1 when some videos
+    could not be scored. Raises :class:`hl.common.HLError` (one line) for a bad request."""
+    import json
 
+    from hl.extract.extractors import RunSettings
     from hl.pipelines.highlights import find_highlights
 
-    from .progress import ExtractProgress
-
-    stream = stream or sys.stderr
     out = Path(out) if out is not None else Path("highlights")
-    progress = ExtractProgress(enabled=not quiet, stream=stream)
-    bar: list[tqdm] = []
+    manifest = None
+    if segments_manifest is not None:
+        from hl.data_manifests.schema import read_manifest
 
-    def scored(video_id: str, done: int, total: int) -> None:
-        if quiet:
-            return
-        if not bar:
-            progress.close()  # the extraction bar is finished
-            bar.append(tqdm(total=total, unit="video", desc="highlights", file=stream, dynamic_ncols=True))
-        bar[0].update(1)
+        manifest = read_manifest(segments_manifest)
+    with Console(log_format, stream=stream, quiet=quiet) as console:
+        stage: list = []
 
-    try:
+        def scored(video_id: str, done: int, total: int) -> None:
+            if not stage:
+                stage.append(console.stage("highlights", total, "video"))
+            stage[0].item(video_id, "ok", "scored")
+
         result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
+                                 relative=relative, min_score=min_score,
                                  clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
-                                 scheduler=scheduler, workers=workers, reporter=progress.reporter(),
-                                 notice=progress.notice, on_video=scored)
-    finally:
-        progress.close()
-        for b in bar:
-            b.close()
+                                 scheduler=scheduler, workers=workers,
+                                 settings=RunSettings(device=device, batch_size=batch_size),
+                                 extractors=extractors, segment_seconds=segment_seconds, precision=precision,
+                                 allow_random_weights=random_weights, retry_failed=retry_failed, manifest=manifest,
+                                 reporter=console.extract_reporter(),
+                                 notice=console.notice, on_video=scored)
+    if console.format == "json":
+        plain_echo = echo
+
+        def echo(line: str) -> None:
+            plain_echo(json.dumps({"event": "result", "message": line}, ensure_ascii=False))
     videos = result.videos
     if len(videos) <= 10:
         for vid, vh in videos.items():
             best = ", ".join(f"#{k + 1} {m.start:.1f}-{m.end:.1f} s ({m.score:.2f})" for k, m in enumerate(vh.moments))
-            echo(f"{vid}: {best or 'no moments'}")
+            floor = f" (floor {vh.floor:.2f})" if vh.floor is not None else ""
+            echo(f"{vid}: {best or 'no moments'}{floor}")
     ext = result.extraction
     echo(f"{len(videos)} videos scored ({len(ext.computed)} extracted, {len(ext.skipped)} from the cache), "
          f"{len(result.failed)} failed -> {result.report}")
@@ -608,19 +607,16 @@ def highlights_command(
 @seeds_option("0,1,2")
 @click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
-def demo(out, videos, seconds, seeds, epochs, workers):
+@log_format_option
+def demo(out, videos, seconds, seeds, epochs, workers, log_format):
     """The whole job on generated videos: extract -> train heads -> evaluate -> highlights + report.
 
     Needs no internet and no pretrained weights (weight-free features)."""
     from .demo import run_demo
-    from .progress import ExtractProgress
 
-    progress = ExtractProgress()
-    try:
+    with Console(log_format) as console:
         run_demo(out, videos=videos, seconds=seconds, seeds=seeds, epochs=epochs, workers=workers,
-                 reporter=progress.reporter(), say=lambda line: click.echo(line, err=False))
-    finally:
-        progress.close()
+                 reporter=console.extract_reporter(), progress=console.train_progress(), say=console.result)
 
 
 if __name__ == "__main__":

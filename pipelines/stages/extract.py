@@ -133,7 +133,7 @@ def plan_extractors(names: Iterable[str] | None, weights_dir: str | Path | None,
     notices: list[str] = []
     if names is None:
         chosen = [d.name for d in EXTRACTORS.values()
-                  if d.needs_weights and d.sampling != "window" and weights_for(d, weights_dir)]
+                  if d.needs_weights and d.default and d.sampling != "window" and weights_for(d, weights_dir)]
         if not chosen:
             chosen = list(WEIGHT_FREE)
             notices.append(
