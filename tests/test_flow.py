@@ -140,3 +140,21 @@ def test_hl_extract_writes_i3d_and_i3d_flow_with_the_flow_checkpoint(tmp_path):
     origin = store.origin("drift", "i3d_flow")
     assert origin.config["flow"] == "horn_schunck" and origin.config["clip_frames"] == 33
     assert origin.weights_hash != "none"  # the flow checkpoint in the weights directory, not random weights
+
+
+def test_rgb_and_flow_clips_come_from_the_same_decoded_frames(tmp_path):
+    """One decoding pass feeds both streams: every chunk of the video, decoded once, carries the clips of both
+    (the rgb stream's 32 frames and the flow stream's 33 per segment)."""
+    from hl.data_manifests.synthetic import make_dataset
+    from hl.extract import segments as seg
+    from hl.extract.decode import VideoSource
+    from hl.extract.extractors import RunSettings, chunk_inputs, get_extractor
+
+    videos, _ = make_dataset(tmp_path, n_videos=1, seconds=4, fps=25)
+    source = VideoSource(videos[0].path)
+    segments = seg.fixed_segments(source.info.duration, 2.0)
+    chunks = list(chunk_inputs(source, segments, [get_extractor("i3d"), get_extractor("i3d_flow")], RunSettings()))
+    assert len(chunks) == 1 and set(chunks[0].video) == {"i3d", "i3d_flow"}
+    rgb, flow = chunks[0].video["i3d"], chunks[0].video["i3d_flow"]
+    assert rgb.positions.shape == (2, 32) and flow.positions.shape == (2, 33)
+    assert rgb.clips(0, 2).shape == (2, 3, 32, 224, 224) and flow.clips(0, 2).shape == (2, 1, 33, 256, 341)
