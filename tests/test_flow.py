@@ -158,3 +158,31 @@ def test_rgb_and_flow_clips_come_from_the_same_decoded_frames(tmp_path):
     rgb, flow = chunks[0].video["i3d"], chunks[0].video["i3d_flow"]
     assert rgb.positions.shape == (2, 32) and flow.positions.shape == (2, 33)
     assert rgb.clips(0, 2).shape == (2, 3, 32, 224, 224) and flow.clips(0, 2).shape == (2, 1, 33, 256, 341)
+
+
+def test_auto_precision_keeps_the_flow_stream_in_fp32():
+    from hl.extract.extractors import RunSettings, effective_precision, get_extractor
+
+    auto = RunSettings(precision="auto")
+    flow, rgb = get_extractor("i3d_flow"), get_extractor("i3d")
+    assert effective_precision(flow, auto) == "fp32"
+    assert effective_precision(rgb, auto) == auto.precision  # the machine's choice
+    assert effective_precision(flow, RunSettings(precision="bf16")) == "bf16"  # asked for explicitly
+
+
+@pytest.mark.parametrize("made", [{"i3d": "bf16", "i3d_flow": "fp32", "pann": "bf16"},
+                                  {"i3d_flow": "fp32", "pann": "bf16"},
+                                  {"i3d": "bf16", "i3d_flow": "bf16", "pann": "bf16"},
+                                  {"i3d": "fp32", "i3d_flow": "fp32"}])
+def test_highlights_remake_each_feature_in_its_own_precision(made):
+    from hl.extract.extractors import RunSettings, effective_precision, extractor_config, get_extractor
+    from hl.pipelines.cache.store import FeatureOrigin
+    from hl.pipelines.highlights.find import run_settings
+
+    features = {}
+    for name, precision in made.items():
+        d = get_extractor(name)
+        config = extractor_config(d, RunSettings(precision=precision), "fixed:2")
+        features[name] = FeatureOrigin.from_config(name, config, "w")
+    settings = run_settings(features, RunSettings(precision="auto"))
+    assert {n: effective_precision(get_extractor(n), settings) for n in made} == made
