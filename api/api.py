@@ -87,7 +87,7 @@ class Trained:
 
 
 SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
-                "track_test")
+                "track_test", "select", "select_final")
 PIXEL_ONLY = ("backbone", "beta", "ablate")
 RIDGE_IGNORES = ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test", "val_fraction")
 
@@ -107,6 +107,8 @@ def train_head(
     model: str | None = None,
     val_fraction: float = 0.0,
     track_test: bool = False,
+    select: bool = False,
+    select_final: str = "refit",
     no_hpcl: bool = False,
     no_rank: bool = False,
     global_query: str | None = None,
@@ -122,13 +124,16 @@ def train_head(
     """``hl train-head``: train heads from `cache` into the run directory `out`, one per domain (or `joint`) and
     seed. ``head="segment"``: the co-occurrence head (HPCL) on clip features (`visual`, `audio`: extractor names,
     default chosen from the cache; ``model="ridge"``: the linear baseline); ``head="pixel"``: the pixel-level
-    decoder (PLD) on cached encoder maps (`backbone`). Options of the other head are refused."""
+    decoder (PLD) on cached encoder maps (`backbone`). `select`: choose the setting and epoch count per domain by
+    validation on folds of the training videos (`select_final`: "refit" or "folds"). Options of the other head
+    are refused."""
     from hl.common import HLError
     from hl.pipelines.stages.evaluate import summary_table
 
     given = {"visual": visual is not None, "audio": audio is not None, "model": model is not None,
              "val_fraction": val_fraction != 0.0, "no_hpcl": no_hpcl, "no_rank": no_rank,
              "global_query": global_query is not None, "fusion": fusion is not None, "track_test": track_test,
+             "select": select, "select_final": select_final != "refit",
              "backbone": backbone is not None, "beta": beta is not None, "ablate": ablate is not None,
              "epochs": epochs is not None}
     if head not in ("segment", "pixel"):
@@ -162,9 +167,12 @@ def train_head(
             config["w_hpcl"] = 0.0
         if no_rank:
             config["w_rank"] = 0.0
+        if select_final != "refit" and not select:
+            raise HLError("select_final: only with select")
         spec = TrainSpec(visual=tuple(visual) if visual is not None else None,
                          audio=tuple(audio) if audio is not None else None, val_fraction=val_fraction,
-                         track_test=track_test, head=config, **common)
+                         track_test=track_test, head=config, select={"final": select_final} if select else None,
+                         **common)
         train = train_heads
     with _console(progress) as console:
         metrics = train(spec, out, scheduler=scheduler, workers=workers,

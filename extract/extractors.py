@@ -109,6 +109,8 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
     }
     if d.sampling == "window":
         cfg["target_rate"] = d.target_rate
+    if spec.extra.get("flow"):
+        cfg["flow"] = spec.extra["flow"]
     if d.sampling != "audio" and spec.frame_size is not None:
         cfg["frame_resize"] = "uint8"
     return cfg

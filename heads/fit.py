@@ -94,6 +94,8 @@ class HeadConfig:
     rank_margin: float = 0.7
     label_smoothing: float = 0.0
     patience: int | None = None
+    schedule_epochs: int | None = None  # the learning-rate schedule's length (None: ``epochs``); longer than
+    # ``epochs`` stops a run part way through its schedule, as the epoch chosen by validation was seen
 
     def __post_init__(self) -> None:
         if isinstance(self.arch, dict):
@@ -272,7 +274,8 @@ def _train(
     cfg = model.config
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    total = max(cfg.epochs, cfg.schedule_epochs or 0) * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
 
     def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to 0
         if step < warmup:

@@ -34,6 +34,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from hl.common import HLError, one_line
+
 log = logging.getLogger(__name__)
 
 
@@ -63,11 +65,23 @@ def connect(scheduler: str | None = None, workers: int = 1, resources: dict | No
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise HLError(f"cannot reach the Dask scheduler at {scheduler} ({one_line(exc)})") from None
         try:
             yield client
         finally:
-            client.close()
+            # A client that lost its scheduler logs its cancelled reconnection as an error while closing:
+            # the caller says it in one line instead.
+            lost = client.status != "running"
+            log = logging.getLogger("distributed.client")
+            level = log.level
+            log.setLevel(logging.CRITICAL if lost else level)
+            try:
+                client.close()
+            finally:
+                log.setLevel(level)
         return
     workers = max(1, int(workers))
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -165,6 +179,15 @@ def _with_threads(fn: Callable[..., Any], threads: dict[str, int], *job) -> Any:
     return fn(*job, host_threads(threads))
 
 
+def _scheduler_lost(client, exc: BaseException) -> bool:
+    """True when a task's exception says the client lost its scheduler (the task itself did not fail)."""
+    import asyncio
+    import concurrent.futures
+
+    cancelled = isinstance(exc, asyncio.CancelledError | concurrent.futures.CancelledError)
+    return cancelled and ("scheduler-connection-lost" in str(exc) or client.status != "running")
+
+
 def run_tasks(fn: Callable[..., Any], jobs: Sequence[tuple], scheduler: str | None = None, workers: int = 1,
               key_prefix: str = "hl", progress: Callable[[Any, int, int], None] | None = None, *,
               resources: dict | None = None, topics: dict[str, Callable] | None = None,
@@ -194,6 +217,10 @@ def run_tasks(fn: Callable[..., Any], jobs: Sequence[tuple], scheduler: str | No
             try:
                 result = fut.result()
             except Exception as exc:
+                if _scheduler_lost(client, exc):
+                    raise HLError(f"lost the Dask scheduler at {scheduler or 'the local cluster'} after "
+                                  f"{len(results)} of {len(jobs)} tasks; what finished is kept: run again to "
+                                  f"resume") from None
                 if on_error is None:
                     raise
                 result = on_error(futures[fut], exc)

@@ -7,7 +7,7 @@
     RUN/tasks.parquet                   one row per training task (videos, epochs, seconds, ...)
     RUN/metrics.parquet                 one row per (domain, seed): the dataset's protocol metric
     RUN/history/<domain>-seed<k>.json   per-epoch training record
-    RUN/selection/<domain>-seed<k>.json what validation on the training videos chose, and why (ridge, selection)
+    RUN/selection/<domain>[-seed<k>].json  what validation on the training videos chose, and why
     RUN/epoch_scores.parquet            with ``--track-test`` only: the test scores after every epoch (video_id,
                                         domain, seed, epoch, segment, score), for the papers' best-epoch
                                         protocol; never read by the default evaluation
@@ -189,13 +189,16 @@ class Run:
         write_text(self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json",
                    json.dumps(history, default=_plain))
 
-    def write_selection(self, domain: str, seed: int, record: dict) -> None:
-        """What validation on the training videos chose for this head, and why."""
-        write_text(self.path / "selection" / f"{domain}-seed{int(seed)}.json",
-                   json.dumps(record, indent=1, default=_plain))
+    def write_selection(self, domain: str, seed: int | None, record: dict) -> None:
+        """What validation on the training videos chose for this head (``seed`` None: for every seed of the
+        domain), and why."""
+        write_text(self._selection_path(domain, seed), json.dumps(record, indent=1, default=_plain))
 
-    def selection(self, domain: str, seed: int) -> dict:
-        return json.loads((self.path / "selection" / f"{domain}-seed{int(seed)}.json").read_text())
+    def selection(self, domain: str, seed: int | None = None) -> dict:
+        return json.loads(self._selection_path(domain, seed).read_text())
+
+    def _selection_path(self, domain: str, seed: int | None) -> Path:
+        return self.path / "selection" / (f"{domain}.json" if seed is None else f"{domain}-seed{int(seed)}.json")
 
     def history(self, domain: str, seed: int) -> list[dict]:
         return json.loads((self.path / "history" / f"{_folder(self.path, domain)}-seed{int(seed)}.json").read_text())

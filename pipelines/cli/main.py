@@ -83,6 +83,8 @@ def weights_list(weights_dir):
     for row in list_weights(weights_dir):
         mark = "present" if row["present"] else "absent "
         click.echo(f"  {mark}  {row['name']:<20} {row['backbone']:<10} {row['file']:<28} {row['url']}")
+        if row.get("license"):
+            click.echo(f"           licence: {row['license']}")
 
 
 @weights.command("add")
@@ -271,7 +273,7 @@ def manifest(kind, source, out, **options):
 
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
 SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
-                "track_test")
+                "track_test", "select", "select_final")
 PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 
 
@@ -299,6 +301,11 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @click.option("--track-test", is_flag=True,
               help="segment: also score the test videos after every epoch, for `hl eval --protocol best-epoch` "
                    "(the papers' protocol); the run's own scores stay those of its last epoch.")
+@click.option("--select", is_flag=True,
+              help="segment: choose the setting (width, lr, dropout, loss weights) and the epoch count per domain "
+                   "by validation mAP on folds of the training videos; recorded in RUN/selection/.")
+@click.option("--select-final", type=click.Choice(["refit", "folds"]), default="refit", show_default=True,
+              help="with --select: refit the chosen setting on all training videos, or average the fold heads.")
 @click.option("--no-hpcl", is_flag=True, help="segment ablation: no contrastive loss.")
 @click.option("--no-rank", is_flag=True, help="segment ablation: no hard-pairs rank loss.")
 @click.option("--global-query", type=click.Choice(["mean", "random", "none"]), default=None, help="segment ablation.")
@@ -307,7 +314,8 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
               help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
                    "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
-              help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
+              help="pixel: saliency threshold. Default: the paper's for TASED saliency (0.0005; 0.001 for "
+                   "dog/gymnastics/skiing), a calibrated 4x the uniform value for motion_saliency.")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
               help="pixel: normalisation of the saliency map before comparing with beta.")
 @click.option("--ablate", type=click.Choice(["spatial", "temporal"]), default=None,
@@ -317,8 +325,8 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
 @log_format_option
 @click.pass_context
 def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
-               val_fraction, track_test, no_hpcl, no_rank, global_query, fusion, backbone, beta, saliency_norm,
-               ablate, scheduler, workers, quiet, log_format):
+               val_fraction, track_test, select, select_final, no_hpcl, no_rank, global_query, fusion, backbone,
+               beta, saliency_norm, ablate, scheduler, workers, quiet, log_format):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
@@ -332,14 +340,17 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         if wrong:
             names = ", ".join("--" + n.replace("_", "-") for n in wrong)
             raise click.UsageError(f"{names}: not an option of --model ridge")
+    if select_final != "refit" and not select:
+        raise click.UsageError("--select-final: only with --select")
     given = {k: v for k, v in {"visual": visual, "audio": audio, "model": model, "global_query": global_query,
                                "fusion": fusion, "backbone": backbone, "beta": beta, "ablate": ablate}.items()
              if v is not None}
     with Console(log_format, quiet=quiet) as console:
         trained = api.train_head(cache, out, manifest=manifest, domains=domains, head=head_kind, epochs=epochs,
                                  seeds=seeds, joint=joint, val_fraction=val_fraction, track_test=track_test,
-                                 no_hpcl=no_hpcl, no_rank=no_rank, saliency_norm=saliency_norm, scheduler=scheduler,
-                                 workers=workers, progress=console, **given)
+                                 select=select, select_final=select_final, no_hpcl=no_hpcl, no_rank=no_rank,
+                                 saliency_norm=saliency_norm, scheduler=scheduler, workers=workers, progress=console,
+                                 **given)
     _print_summary(trained.metrics, console)
     console.result(f"run written to {out}", run=str(out))
 

@@ -151,8 +151,9 @@ class Console:
                 holder["stage"] = self.stage(name, total, "head")
             detail = f"{res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos, " \
                 if "epochs" in res and "train_videos" in res else ""
-            holder["stage"].item(f"{res['domain']} seed {res['seed']}", "ok",
-                                 f"{detail}{res.get('seconds', 0):.1f} s", domain=res["domain"], seed=res["seed"],
+            what = res.get("label") or f"seed {res['seed']}"  # selection tasks carry their own label
+            holder["stage"].item(f"{res['domain']} {what}", "ok",
+                                 f"{detail}{res.get('seconds', 0):.1f} s", domain=res["domain"], seed=res.get("seed"),
                                  seconds=round(float(res.get("seconds", 0)), 3))
 
         return progress

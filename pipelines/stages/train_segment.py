@@ -21,6 +21,7 @@ from hl.common import HLError
 from hl.heads.fit import HeadConfig, Video, fit, save
 from hl.heads.ridge import RidgeConfig, fit_ridge, save_ridge
 from hl.heads.segment_heads import score_head
+from hl.heads.selection import SelectionConfig, choose, chosen_config, fold_curve, folds_for
 
 from ..cache import FeatureStore
 from ..cluster import run_tasks
@@ -43,6 +44,7 @@ class TrainSpec:
     joint: bool = False  # one model over all training domains instead of one per domain
     val_fraction: float = 0.0  # >0: carve validation videos out of the training videos, stop early on them
     track_test: bool = False  # score the test videos after every epoch (the papers' best-epoch protocol only)
+    select: dict | None = None  # SelectionConfig fields: choose the setting and epochs on the training videos
     head: dict = field(default_factory=dict)  # HeadConfig fields overriding the defaults (arch: {...} too);
     # {"model": "ridge", ...RidgeConfig fields} for the ridge baseline
 
@@ -80,6 +82,13 @@ class LabelledVideo:
     @property
     def split(self) -> str:
         return self.labels.split
+
+
+def absolute_paths(spec):
+    """`spec` with its cache and manifest paths made absolute: the tasks run on workers whose working directory
+    is not the caller's."""
+    return replace(spec, cache=os.path.abspath(spec.cache),
+                   manifest=os.path.abspath(spec.manifest) if spec.manifest else spec.manifest)
 
 
 def read_manifest_at(path: Path) -> pd.DataFrame:
@@ -144,20 +153,48 @@ def _carve_validation(train: list[LabelledVideo], fraction: float, seed: int):
     return [v for i, v in enumerate(train) if i not in pick], [v for i, v in enumerate(train) if i in pick]
 
 
-def train_task(spec: TrainSpec, run_dir: str, domain: str, seed: int, threads: int = 1) -> dict:
-    """Train one head (one domain, or the joint model) for one seed; score its test videos. Runs on a worker."""
+def _task_videos(spec: TrainSpec, domain: str) -> tuple[list[LabelledVideo], list[LabelledVideo]]:
+    """(training videos, test videos) of one task's domain (or of the joint model), in a fixed order."""
+    manifest = domain_manifest(read_manifest_at(spec.manifest_path), domain, spec.domains)
+    videos, _ = load_videos(FeatureStore(spec.cache), manifest, spec.visual, spec.audio)
+    train = [v for v in videos if v.split == "train"]
+    if not train:
+        raise HLError(f"domain {domain!r}: no training videos with cached features")
+    return train, [v for v in videos if v.split == "test"]
+
+
+def selection_task(spec: TrainSpec, domain: str, candidate: int, fold: int, threads: int = 1) -> dict:
+    """One candidate setting trained on the training videos outside one validation fold, scored on that fold
+    after every few epochs (the dataset's metric). Runs on a worker; never sees a test video."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    t0 = time.perf_counter()
+    train, _ = _task_videos(spec, domain)
+    sel = SelectionConfig.from_dict(spec.select)
+    held = folds_for(len(train), sel)[fold]
+    curve = fold_curve([v.video for v in train], held, spec.head_config(), sel.grid[candidate], sel,
+                       validation_metric(train))
+    return {"domain": domain, "candidate": candidate, "fold": fold, "curve": curve,
+            "label": f"selection: setting {candidate}, fold {fold}", "seconds": time.perf_counter() - t0}
+
+
+def train_task(spec: TrainSpec, run_dir: str, domain: str, seed: int, chosen: dict | None = None,
+               threads: int = 1) -> dict:
+    """Train one head (one domain, or the joint model) for one seed; score its test videos. Runs on a worker.
+    ``chosen``: the setting and epochs the selection chose for the domain ({"setting", "epochs"})."""
     import torch
 
     torch.set_num_threads(max(1, threads))
     t0 = time.perf_counter()
     run = Run.open(run_dir)
-    manifest = domain_manifest(read_manifest_at(spec.manifest_path), domain, spec.domains)
-    videos, _ = load_videos(FeatureStore(spec.cache), manifest, spec.visual, spec.audio)
-    train = [v for v in videos if v.split == "train"]
-    test = [v for v in videos if v.split == "test"]
-    if not train:
-        raise HLError(f"domain {domain!r}: no training videos with cached features")
+    train, test = _task_videos(spec, domain)
     config = spec.head_config()
+    if chosen is not None:
+        sel = SelectionConfig.from_dict(spec.select)
+        config = chosen_config(config, chosen["setting"], chosen["epochs"], sel)
+        if sel.final == "folds":
+            return _fold_heads(run, train, test, config, sel, domain, seed, t0)
     if isinstance(config, RidgeConfig):
         model, record = fit_ridge([v.video for v in train], config, seed=seed, metric=validation_metric(train))
         save_ridge(model, config, run.model_path(domain, seed))
@@ -180,6 +217,51 @@ def train_task(spec: TrainSpec, run_dir: str, domain: str, seed: int, threads: i
     return {"domain": domain, "seed": seed, "scores": rows, "epoch_scores": tracked, "train_videos": len(fit_train),
             "val_videos": len(val), "test_videos": len(test), "epochs": len(history),
             "seconds": time.perf_counter() - t0}
+
+
+def _fold_heads(run: Run, train, test, config: HeadConfig, sel: SelectionConfig, domain: str, seed: int,
+                t0: float) -> dict:
+    """``final="folds"``: one head per validation fold (trained on the other folds), their test scores averaged;
+    the run keeps every fold head (``seed<k>-fold<j>.pt``), and inference averages them."""
+    folds = folds_for(len(train), sel)
+    scores = []
+    for j, held in enumerate(folds):
+        fit_on = [v.video for i, v in enumerate(train) if i not in set(held)]
+        model, history = fit(fit_on, config, seed=seed)
+        save(model, config, run.model_path(domain, seed).with_name(f"seed{int(seed)}-fold{j}.pt"))
+        run.write_history(domain, seed, history)
+        scores.append(_score_rows(model, test, seed))
+    rows = [{**r, "score": float(np.mean([s[i]["score"] for s in scores]))} for i, r in enumerate(scores[0])]
+    return {"domain": domain, "seed": seed, "scores": rows, "train_videos": len(train), "val_videos": 0,
+            "test_videos": len(test), "epochs": config.epochs, "seconds": time.perf_counter() - t0}
+
+
+def select_settings(spec: TrainSpec, run: Run, domains: Sequence[str], videos: Sequence[LabelledVideo],
+                    scheduler: str | None, workers: int, progress) -> dict[str, dict | None]:
+    """Run the selection of every domain (one Dask task per domain x setting x fold), write each domain's
+    record to the run, and return {domain: {"setting", "epochs"} or None when it has too few videos}."""
+    sel = SelectionConfig.from_dict(spec.select)
+    base = spec.head_config()
+    n_train = {d: sum(v.split == "train" and (d == JOINT or v.domain == d) for v in videos) for d in domains}
+    jobs = [(spec, d, c, j) for d in domains for c in range(len(sel.grid))
+            for j in range(len(folds_for(n_train[d], sel)))]
+    results = run_tasks(selection_task, jobs, None if scheduler is None else scheduler, workers, "hl-select",
+                        progress)
+    chosen: dict[str, dict | None] = {}
+    for d in domains:
+        curves: dict[int, list] = {}
+        for r in sorted((r for r in results if r["domain"] == d), key=lambda r: (r["candidate"], r["fold"])):
+            curves.setdefault(r["candidate"], []).append(r["curve"])
+        if not curves:
+            chosen[d] = None
+            run.write_selection(d, None, {"chosen": None, "reason": f"{n_train[d]} training video(s): too few to "
+                                          f"hold any out; the base setting, {base.epochs} epochs"})
+            continue
+        setting, epochs, record = choose(curves, base, sel)
+        chosen[d] = {"setting": setting, "epochs": epochs}
+        run.write_selection(d, None, {"train_videos": n_train[d], "folds": len(folds_for(n_train[d], sel)),
+                                      "final": sel.final, **record})
+    return chosen
 
 
 def with_cached_features(spec: TrainSpec, store: FeatureStore, video_ids: Sequence[str]
@@ -229,6 +311,7 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
     if spec.ridge and (spec.track_test or spec.val_fraction > 0):
         raise HLError("the ridge model has no epochs: it takes neither --track-test nor --val-fraction (it chooses "
                       "its alpha by validation on the training videos itself)")
+    spec, run_dir = absolute_paths(spec), os.path.abspath(run_dir)  # workers may run in another directory
     manifest = read_manifest_at(spec.manifest_path)
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)
@@ -238,7 +321,7 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
         notice(f"features chosen from the cache: {chosen['line']}")
     if not spec.visual:
         raise HLError("no visual features named (--visual)")
-    if not spec.audio and "model" not in spec.head.get("arch", {}):
+    if not spec.audio and not spec.ridge and "model" not in spec.head.get("arch", {}):
         # no audio stream: the visual-only model, not the co-occurrence one (which needs audio)
         spec = replace(spec, head={**spec.head, "arch": {**spec.head.get("arch", {}), "model": "v"}})
     videos, missing = load_videos(store, manifest, spec.visual, spec.audio)
@@ -256,7 +339,11 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
         joint=spec.joint, head=spec.head_config().to_dict(),
         training={"spec": asdict(spec), "missing_videos": missing, "features_chosen": chosen},
     ))
-    jobs = [(spec, str(run.path), d, s) for d in ([JOINT] if spec.joint else domains) for s in spec.seeds]
+    trained = [JOINT] if spec.joint else domains
+    picked: dict[str, dict | None] = {}
+    if spec.select is not None and not spec.ridge:
+        picked = select_settings(spec, run, trained, videos, scheduler, workers or os.cpu_count() or 1, progress)
+    jobs = [(spec, str(run.path), d, s, picked.get(d)) for d in trained for s in spec.seeds]
     results = run_tasks(train_task, jobs, scheduler, workers or os.cpu_count() or 1, "hl-train", progress)
     scores = run.write_results(results)
     metrics = evaluate_scores(scores, [v.labels for v in videos])
