@@ -167,6 +167,8 @@ def train_head(
             config["w_hpcl"] = 0.0
         if no_rank:
             config["w_rank"] = 0.0
+        if select_final not in ("refit", "folds"):
+            raise HLError(f"unknown select_final {select_final!r} (refit, folds)")
         if select_final != "refit" and not select:
             raise HLError("select_final: only with select")
         spec = TrainSpec(visual=tuple(visual) if visual is not None else None,

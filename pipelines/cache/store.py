@@ -262,9 +262,10 @@ class FeatureStore:
         return include_failed
 
     def done_units(self, extractor: str, video_ids: Sequence[str], fingerprints: Sequence[str],
-                   config_hashes: Sequence[str], weights_hash: str, include_failed: bool = True) -> np.ndarray:
+                   config_hashes: Sequence[str] | str, weights_hash: str, include_failed: bool = True) -> np.ndarray:
         """:meth:`is_done` for many videos of one extractor at once (bool [N]), from one read of the index and
-        one listing of the feature folder: what planning a re-run of a million units needs."""
+        one listing of the feature folder: what planning a re-run of a million units needs. `config_hashes`
+        may be one hash for every video."""
         import pyarrow.compute as pc
 
         name = self._name(extractor)
@@ -275,12 +276,12 @@ class FeatureStore:
         pos = pc.index_in(pa.array(video_ids, pa.string()), value_set=idx["video_id"].combine_chunks())
         j = idx.take(pc.fill_null(pos, 0))  # row of each video (row 0 where it has none: masked below)
         same = pc.and_(pc.and_(pc.equal(j["fingerprint"], pa.array(fingerprints, pa.string())),
-                               pc.equal(j["config_hash"], pa.array(config_hashes, pa.string()))),
+                               pc.equal(j["config_hash"], config_hashes if isinstance(config_hashes, str)
+                                        else pa.array(config_hashes, pa.string()))),
                        pc.and_(pc.equal(j["weights_hash"], weights_hash), pc.is_valid(pos)))
         prefix = f"features/{name}/"
         try:
-            with os.scandir(self.root / "features" / name) as it:
-                present = pa.array([e.name for e in it], pa.string())
+            present = pa.array(os.listdir(self.root / "features" / name), pa.string())
         except FileNotFoundError:
             present = pa.array([], pa.string())
         files = pc.fill_null(j["file"], "")
@@ -292,8 +293,10 @@ class FeatureStore:
 
     def videos(self, extractor: str | None = None) -> list[str]:
         """Ids of videos with at least one successful unit (of `extractor`, if given)."""
-        idx = self.index(extractor)
-        return sorted(idx.loc[idx["status"] == "ok", "video_id"].unique().tolist())
+        import pyarrow.compute as pc
+
+        idx = self.index_table(extractor).select(["video_id", "status"])
+        return sorted(pc.unique(idx.filter(pc.equal(idx["status"], "ok"))["video_id"]).to_pylist())
 
     def extractors(self) -> list[str]:
         base = self.root / "features"

@@ -301,16 +301,18 @@ def plan_videos(store: FeatureStore, items: list[VideoItem], plans: list[UnitPla
         except OSError:
             fps.append(None)  # to extract: its worker records why
     specs = [_segment_spec(item, segment_seconds) for item in items]
+    one_spec = len(set(specs)) == 1  # fixed windows: one config hash per extractor
     ids = [item.video_id for item in items]
+    known_fps = [fp or "" for fp in fps]
     done = np.array([fp is not None for fp in fps], dtype=bool)
     for p in plans:
-        chashes = []
-        for spec in specs:
-            key = (p.extractor.name, spec)
-            if key not in hashes:
-                hashes[key] = config_hash(extractor_config(p.extractor, settings, spec))
-            chashes.append(hashes[key])
-        done &= store.done_units(p.extractor.name, ids, [fp or "" for fp in fps], chashes, p.weights_hash,
+        def chash(spec: str, p: UnitPlan = p) -> str:
+            if (p.extractor.name, spec) not in hashes:
+                hashes[p.extractor.name, spec] = config_hash(extractor_config(p.extractor, settings, spec))
+            return hashes[p.extractor.name, spec]
+
+        chashes = chash(specs[0]) if one_spec else [chash(spec) for spec in specs]
+        done &= store.done_units(p.extractor.name, ids, known_fps, chashes, p.weights_hash,
                                  include_failed=not retry_failed)
     todo = [item for item, d in zip(items, done) if not d]
     cached = [item for item, d in zip(items, done) if d]
