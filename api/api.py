@@ -124,7 +124,9 @@ def train_head(
     """``hl train-head``: train heads from `cache` into the run directory `out`, one per domain (or `joint`) and
     seed. ``head="segment"``: the co-occurrence head (HPCL) on clip features (`visual`, `audio`: extractor names,
     default chosen from the cache; ``model="ridge"``: the linear baseline); ``head="pixel"``: the pixel-level
-    decoder (PLD) on cached encoder maps (`backbone`). Options of the other head are refused."""
+    decoder (PLD) on cached encoder maps (`backbone`). `select`: choose the setting and epoch count per domain by
+    validation on folds of the training videos (`select_final`: "refit" or "folds"). Options of the other head
+    are refused."""
     from hl.common import HLError
     from hl.pipelines.stages.evaluate import summary_table
 

@@ -340,6 +340,8 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         if wrong:
             names = ", ".join("--" + n.replace("_", "-") for n in wrong)
             raise click.UsageError(f"{names}: not an option of --model ridge")
+    if select_final != "refit" and not select:
+        raise click.UsageError("--select-final: only with --select")
     given = {k: v for k, v in {"visual": visual, "audio": audio, "model": model, "global_query": global_query,
                                "fusion": fusion, "backbone": backbone, "beta": beta, "ablate": ablate}.items()
              if v is not None}
