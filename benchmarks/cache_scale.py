@@ -11,7 +11,8 @@ index is as an extraction run leaves it: one compacted file per extractor, plus 
 (a run appending). At 10k units the same index is also measured as 10k unit files, before and after
 `hl cache compact`. Each measurement runs in a fresh process; its wall time and peak RSS are reported:
 
-  index load      FeatureStore(CACHE).index() -> pandas (the call, after the imports)
+  index table     FeatureStore(CACHE).index_table() -> pyarrow (the call, after the imports)
+  index load      FeatureStore(CACHE).index() -> pandas, one Python string per cell
   cache info      the `hl cache info CACHE` command, process start to exit
   re-run plan     plan_videos(): every video of the cache, all 4 extractors, every unit found done (the
                   videos' content fingerprints are given: hashing each video's first and last MiB is I/O per
@@ -52,7 +53,12 @@ def plans_and_settings():
 
 
 def build(root: Path, units: int, recent: int = 1000, as_unit_files: bool = False) -> dict:
-    """The simulated cache; returns what the measurements need."""
+    """The simulated cache; returns what the measurements need. A cache this function built before (kept with
+    ``--keep``) is reused."""
+    if (root / "sim.json").exists() and not as_unit_files:
+        spec = json.loads((root / "sim.json").read_text())
+        if len(spec["ids"]) * len(EXTRACTORS) == units:
+            return {**spec, "build_s": 0.0}
     from hl.extract.extractors import extractor_config
     from hl.pipelines.cache import INDEX_SCHEMA, config_hash, video_key
     from hl.pipelines.cache.index import COMPACTED
@@ -107,9 +113,17 @@ def build(root: Path, units: int, recent: int = 1000, as_unit_files: bool = Fals
 def _measure_index(root: str) -> dict:
     from hl.pipelines.cache import FeatureStore
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     idx = FeatureStore(root).index()
-    return {"seconds": time.perf_counter() - t, "rows": len(idx)}
+    return {"seconds": time.perf_counter() - t, "cpu": time.process_time() - c, "rows": len(idx)}
+
+
+def _measure_table(root: str) -> dict:
+    from hl.pipelines.cache import FeatureStore
+
+    t, c = time.perf_counter(), time.process_time()
+    table = FeatureStore(root).index_table()
+    return {"seconds": time.perf_counter() - t, "cpu": time.process_time() - c, "rows": table.num_rows}
 
 
 def _measure_plan(root: str) -> dict:
@@ -120,9 +134,10 @@ def _measure_plan(root: str) -> dict:
     plans, settings = plans_and_settings()
     items = [VideoItem(v, f"/data/videos/{v}.mp4") for v in spec["ids"]]
     fps = {i.path: fp for i, fp in zip(items, spec["fps"])}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     todo, cached = plan_videos(FeatureStore(root), items, plans, settings, 2.0, fingerprints=fps)
-    return {"seconds": time.perf_counter() - t, "todo": len(todo), "cached": len(cached)}
+    return {"seconds": time.perf_counter() - t, "cpu": time.process_time() - c, "todo": len(todo),
+            "cached": len(cached)}
 
 
 def _measure_compact(root: str) -> dict:
@@ -144,13 +159,15 @@ def child_with_rss(cmd: list[str]) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]}...: {err.decode()[-2000:]}")
-    return {"stdout": out.decode(), "wall": wall, "peak_mib": usage.ru_maxrss / 1024}
+    return {"stdout": out.decode(), "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "peak_mib": usage.ru_maxrss / 1024}
 
 
 def measure(what: str, root: Path) -> dict:
     if what == "info":
         r = child_with_rss([HL, "cache", "info", str(root)])
-        return {"seconds": r["wall"], "peak_mib": r["peak_mib"], "lines": len(r["stdout"].splitlines())}
+        return {"seconds": r["wall"], "cpu": r["cpu"], "peak_mib": r["peak_mib"],
+                "lines": len(r["stdout"].splitlines())}
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import cache_scale as c; "
             f"print(json.dumps(c._measure_{what}({str(root)!r})))")
     r = child_with_rss([sys.executable, "-c", code])
@@ -175,6 +192,7 @@ def packing(root: Path, units: int, shape=(30, 512)) -> dict:
     rng = np.random.default_rng(0)
     data = rng.standard_normal((units, *shape)).astype(np.float32)
     single, packed = root / "one_per_unit", root / "packed.h5"
+    shutil.rmtree(root, ignore_errors=True)
     single.mkdir(parents=True)
     for i in range(units):
         with h5py.File(single / f"u{i:05d}.h5", "w") as f:
@@ -211,8 +229,9 @@ def main() -> None:
     ap.add_argument("--skip-packing", action="store_true")
     ap.add_argument("--pack-units", type=int, default=2000)
     ap.add_argument("--tmp", default=None, help="where to build the simulated caches (default: the system's)")
+    ap.add_argument("--keep", default=None, help="build the caches here and keep them (reused by the next run)")
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="hl-cache-scale-", dir=args.tmp))
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hl-cache-scale-", dir=args.tmp))
     rows = []
     try:
         for units in args.units:
@@ -225,20 +244,23 @@ def main() -> None:
                       f"{comp['seconds']:.2f} s ({comp['unit_files']:,} files folded)", flush=True)
                 rows.append({"units": units, "layout": "unit files", "index_s": raw["seconds"],
                              "index_mib": raw["peak_mib"], "compact_s": comp["seconds"]})
-                shutil.rmtree(root)
+                shutil.rmtree(root / "index")  # the compacted layout is built next
+                (root / "sim.json").unlink()
             spec = build(root, units)
             res = {"units": units, "layout": "compacted + 1,000 unit files", "build_s": spec["build_s"]}
-            for what in ("index", "info", "plan"):
+            for what in ("table", "index", "info", "plan"):
                 r = measure(what, root)
-                res[f"{what}_s"], res[f"{what}_mib"] = r["seconds"], r["peak_mib"]
+                res[f"{what}_s"], res[f"{what}_cpu"], res[f"{what}_mib"] = r["seconds"], r["cpu"], r["peak_mib"]
                 if what == "plan":
                     assert r["todo"] == 0 and r["cached"] == units // len(EXTRACTORS), r
             rows.append(res)
-            print(f"{units:>9,} units: index load {res['index_s']:.2f} s / {res['index_mib']:.0f} MiB, "
-                  f"cache info {res['info_s']:.2f} s / {res['info_mib']:.0f} MiB, re-run plan "
-                  f"{res['plan_s']:.2f} s / {res['plan_mib']:.0f} MiB (built in {spec['build_s']:.0f} s)",
+            if not args.keep:
+                shutil.rmtree(root)
+            print(f"{units:>9,} units (wall s / CPU s / peak MiB): " + ", ".join(
+                f"{label} {res[k + '_s']:.2f} / {res[k + '_cpu']:.2f} / {res[k + '_mib']:.0f}"
+                for k, label in [("table", "index table"), ("index", "index load"), ("info", "cache info"),
+                                 ("plan", "re-run plan")]) + f" (built in {spec['build_s']:.0f} s)",
                   flush=True)
-            shutil.rmtree(root)
         if not args.skip_packing:
             p = packing(base / "pack", args.pack_units)
             print(f"packing {p['units']} units of {p['unit_kib']:.0f} KiB: reads/s one file per unit "
@@ -249,7 +271,8 @@ def main() -> None:
             rows.append(p)
         print(json.dumps(rows))
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ and out of a worker):
 With ``scheduler`` the workers are the user's own (``dask worker ...``) and are left as they are; start them
 with ``dask worker --no-nanny ...`` (no pre-spawn environment), or a Dask config whose
 ``distributed.nanny.pre-spawn-environ`` leaves ``MALLOC_TRIM_THRESHOLD_`` out, for the same speed.
+
+A LocalCluster serves Dask's dashboard on 127.0.0.1 only (port 8787, or a free one when that is taken); its
+address and the ssh tunnel that reaches it from another machine are logged at INFO on this module's logger (the
+``hl`` command shows them).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+from hl.common import HLError, one_line
+
+log = logging.getLogger(__name__)
 
 
 def local_worker_config(torch_threads: int) -> dict:
@@ -57,17 +65,31 @@ def connect(scheduler: str | None = None, workers: int = 1, resources: dict | No
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise HLError(f"cannot reach the Dask scheduler at {scheduler} ({one_line(exc)})") from None
         try:
             yield client
         finally:
-            client.close()
+            # A client that lost its scheduler logs its cancelled reconnection as an error while closing:
+            # the caller says it in one line instead.
+            lost = client.status != "running"
+            log = logging.getLogger("distributed.client")
+            level = log.level
+            log.setLevel(logging.CRITICAL if lost else level)
+            try:
+                client.close()
+            finally:
+                log.setLevel(level)
         return
     workers = max(1, int(workers))
     threads = max(1, (os.cpu_count() or 1) // workers)
+    dashboard = dashboard_address() if _has_bokeh() else None
     with dask.config.set(local_worker_config(threads)):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
                                resources=resources, silence_logs=logging.ERROR, env=worker_env(threads))
+    announce_dashboard(cluster if dashboard else None)
     try:
         client = Client(cluster)
         try:
@@ -76,6 +98,56 @@ def connect(scheduler: str | None = None, workers: int = 1, resources: dict | No
             client.close()
     finally:
         cluster.close()
+
+
+DASHBOARD_PORT = 8787  # Dask's usual port; the dashboard listens on 127.0.0.1 only (it has no authentication)
+
+
+def dashboard_address() -> str:
+    """127.0.0.1:8787, or 127.0.0.1:0 (a free port) when 8787 is taken (e.g. by another hl run)."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", DASHBOARD_PORT))
+        except OSError:
+            return "127.0.0.1:0"
+    return f"127.0.0.1:{DASHBOARD_PORT}"
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def dashboard_lines(link: str, host: str | None = None, user: str | None = None) -> list[str]:
+    """The dashboard's address and one line on reaching it from another machine (an ssh tunnel)."""
+    import getpass
+    import socket
+    from urllib.parse import urlsplit
+
+    port = urlsplit(link).port or 8787
+    host = host or socket.gethostname()
+    try:
+        user = user or getpass.getuser()
+    except (KeyError, OSError):
+        user = "USER"
+    return [f"Dask dashboard: {link} (this machine only)",
+            f"  from another machine: ssh -N -L {port}:127.0.0.1:{port} {user}@{host}, "
+            f"then open http://localhost:{port}/status"]
+
+
+def announce_dashboard(cluster) -> None:
+    """Log where the dashboard of a local `cluster` is (INFO), or why there is none."""
+    if cluster is None:
+        log.info("Dask dashboard: not started (install bokeh to have one)",
+                 extra={"hl_fields": {"event": "dashboard", "address": None, "reason": "bokeh is not installed"}})
+        return
+    link = cluster.dashboard_link
+    first, tunnel = dashboard_lines(link)
+    log.info("%s\n%s", first, tunnel, extra={"hl_fields": {"event": "dashboard", "address": link,
+                                                           "tunnel": tunnel.split(": ", 1)[1]}})
 
 
 def threads_per_host(client) -> dict[str, int]:
@@ -107,6 +179,15 @@ def _with_threads(fn: Callable[..., Any], threads: dict[str, int], *job) -> Any:
     return fn(*job, host_threads(threads))
 
 
+def _scheduler_lost(client, exc: BaseException) -> bool:
+    """True when a task's exception says the client lost its scheduler (the task itself did not fail)."""
+    import asyncio
+    import concurrent.futures
+
+    cancelled = isinstance(exc, asyncio.CancelledError | concurrent.futures.CancelledError)
+    return cancelled and ("scheduler-connection-lost" in str(exc) or client.status != "running")
+
+
 def run_tasks(fn: Callable[..., Any], jobs: Sequence[tuple], scheduler: str | None = None, workers: int = 1,
               key_prefix: str = "hl", progress: Callable[[Any, int, int], None] | None = None, *,
               resources: dict | None = None, topics: dict[str, Callable] | None = None,
@@ -136,6 +217,10 @@ def run_tasks(fn: Callable[..., Any], jobs: Sequence[tuple], scheduler: str | No
             try:
                 result = fut.result()
             except Exception as exc:
+                if _scheduler_lost(client, exc):
+                    raise HLError(f"lost the Dask scheduler at {scheduler or 'the local cluster'} after "
+                                  f"{len(results)} of {len(jobs)} tasks; what finished is kept: run again to "
+                                  f"resume") from None
                 if on_error is None:
                     raise
                 result = on_error(futures[fut], exc)

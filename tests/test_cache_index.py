@@ -49,8 +49,13 @@ def test_compaction_folds_unit_files_and_keeps_every_row(tmp_path):
     (tmp_path / "features" / "stats").mkdir(parents=True)
     (tmp_path / "features" / "stats" / "v07.h5").touch()
     assert store.is_done("v07", "stats", "f0", "c", "w")
-    assert store.lookup(["stats"]).is_done("v07", "stats", "f0", "c", "w")
-    assert not store.lookup(["stats"]).is_done("v08", "stats", "f0", "c", "w")
+    store.write_index_row(_row("v29", status="failed"))
+    done = store.done_units("stats", ["v07", "v08", "v29", "nope"], ["f0", "f0", "f0", "f0"], ["c"] * 4, "w")
+    assert done.tolist() == [True, False, True, False]  # v08's .h5 is absent; a failure counts as done
+    assert store.done_units("stats", ["v07", "v29"], ["f0", "f0"], ["c", "c"], "w", include_failed=False
+                            ).tolist() == [True, False]
+    assert store.done_units("stats", ["v07", "v07"], ["f0", "other"], ["other", "c"], "w").tolist() == [False] * 2
+    assert not store.done_units("stats", ["v07"], ["f0"], ["c"], "other weights").any()
 
 
 def test_a_row_written_after_compaction_wins_and_is_folded_next_time(tmp_path):

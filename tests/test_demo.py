@@ -15,7 +15,7 @@ def test_demo_runs_end_to_end(tmp_path):
         assert step in r.output
     assert "test mAP" in r.output
     assert (out / "run" / "metrics.parquet").exists()
-    moments = json.loads((out / "highlights" / "highlights.json").read_text())
-    assert len(moments) == 4 and all(len(m) >= 1 for m in moments.values())
+    videos = json.loads((out / "highlights" / "highlights.json").read_text())["videos"]
+    assert len(videos) == 4 and all(len(v["moments"]) >= 1 for v in videos.values())
     html = (out / "highlights" / "report.html").read_text()
     assert "<svg" in html and "synthetic_000" in html

@@ -18,6 +18,10 @@ def config_hash(config: dict) -> str:
 PINNED_HASHES = {
     ("i3d", "fp32"): "8fa7ef20ec04bfa9",
     ("i3d", "bf16"): "2cd84ee0d655de4c",
+    ("i3d_flow", "fp32"): "9e8ff28579bdc204",
+    ("i3d_flow", "bf16"): "428b6178692f7f5d",
+    ("i3d_flow_tvl1", "fp32"): "3e12bdc37780d264",
+    ("i3d_flow_tvl1", "bf16"): "66d98216d0529194",
     ("c3d", "fp32"): "5ec5a161dbfd71f3",
     ("c3d", "bf16"): "a433f4f6554a2257",
     ("r3d34", "fp32"): "d470eee1a2ea7cc7",
@@ -98,6 +102,8 @@ def test_extractors_are_pinned():
     assert [(d.name, d.backbone, d.sampling, d.output, d.target_rate, d.needs_weights)
             for d in ex.EXTRACTORS.values()] == [
         ("i3d", "i3d", "segment", "features", 2.0, True),
+        ("i3d_flow", "i3d_flow_frames", "segment", "features", 2.0, True),
+        ("i3d_flow_tvl1", "i3d_flow_tvl1_frames", "segment", "features", 2.0, True),
         ("c3d", "c3d", "segment", "features", 2.0, True),
         ("c3d_maps", "c3d_maps", "window", "maps", 2.0, True),
         ("r3d34", "r3d34", "segment", "features", 2.0, True),
@@ -111,8 +117,8 @@ def test_extractors_are_pinned():
         ("motion_saliency", "motion_saliency", "window", "saliency", 2.0, False),
     ]
     # what `hl extract` picks by default keeps its order: the pretrained segment and audio extractors
-    assert [d.name for d in ex.EXTRACTORS.values() if d.needs_weights and d.sampling != "window"] == [
-        "i3d", "c3d", "r3d34", "pann"]
+    assert [d.name for d in ex.EXTRACTORS.values() if d.needs_weights and d.sampling != "window" and d.default] == [
+        "i3d", "i3d_flow", "c3d", "r3d34", "pann"]
     assert ex.FALLBACKS == {"tased": "motion_saliency"}
     assert ex.WEIGHT_FREE == ("stats", "stats_audio")
     assert ex.get_extractor("c3d_maps").description == (
@@ -128,7 +134,8 @@ def test_frame_sizes_are_pinned(hw):
         (240, 320): {"c3d": ((128, 171), True), "i3d": ((256, 341), True), "r3d34": ((112, 149), True)},
         (97, 301): {"c3d": ((128, 171), True), "i3d": ((256, 794), True), "r3d34": ((112, 347), True)},
     }[hw]
-    expected |= {"c3d_maps": expected["c3d"], "c3d_maps_static": expected["c3d"],
+    expected |= {"c3d_maps": expected["c3d"], "c3d_maps_static": expected["c3d"], "i3d_flow_frames": expected["i3d"],
+                 "i3d_flow_tvl1_frames": expected["i3d"],
                  "tased": ((224, 384), False), "tased_maps": ((224, 384), False),
                  "tased_maps_static": ((224, 384), False), "stats": ((64, 64), True),
                  "motion_saliency": ((224, 384), True)}

@@ -43,9 +43,19 @@ def test_finds_the_known_highlights(found):
 
 def test_json_csv_and_report_files(found):
     result = found.result
-    data = json.loads(result.json.read_text())
+    doc = json.loads(result.json.read_text())
+    assert doc["format"] == "hl-highlights/2" and doc["settings"]["top"] == 5 and doc["settings"]["relative"] == 0.55
+    assert doc["settings"]["min_score"] is None and doc["settings"]["run"] == str(found.trained.run)
+    data = {vid: v["moments"] for vid, v in doc["videos"].items()}
     assert set(data) == set(result.videos)
     for vid, rows in data.items():
+        v, vh = doc["videos"][vid], result.videos[vid]
+        assert v["floor"] == pytest.approx(v["median"] + 0.55 * (v["best"] - v["median"]), abs=1e-5)
+        assert v["floor"] == pytest.approx(vh.floor, abs=1e-6) and v["segments"] == len(vh.scores)
+        assert all(r["score"] >= v["floor"] - 1e-6 for r in rows) and rows[0]["score_rank"] == 1
+        for r in rows:
+            assert r["score_rank"] == 1 + int((vh.scores > vh.scores[vh.moments[r["rank"] - 1].peak]).sum())
+            assert 0 < r["percentile"] <= 100
         moments = result.videos[vid].moments
         assert [(r["start"], r["end"], r["segments"]) for r in rows] == [
             (round(m.start, 3), round(m.end, 3), list(m.segments)) for m in moments]
@@ -99,8 +109,9 @@ def test_highlights_command_progress_and_summary(found, tmp_path):
     code = highlights_command(found.trained.new_videos, found.trained.run, top=2, out=out, clips=True,
                               cache=found.result.cache, stream=stream, echo=lines.append)
     assert code == 1  # one video could not be scored
-    drawn = stream.getvalue()
-    assert "[5/5] skipped" in drawn and "highlights: 100%" in drawn
+    drawn = stream.getvalue()  # not a terminal: plain lines, one per video and stage
+    assert "extract [5/5] skipped" in drawn and "highlights: 4/4 videos done, 0 failed" in drawn
+    assert "\r" not in drawn and sum(line.startswith("highlights [") for line in drawn.splitlines()) == 4
     assert [line.split(":")[0] for line in lines[:4]] == ["alpha", "beta", "long", "sub/gamma"]
     assert all(line.count("#") <= 2 for line in lines[:4])  # --top 2
     assert lines[4].startswith("4 videos scored (0 extracted, 5 from the cache), 1 failed")
@@ -121,7 +132,8 @@ def test_failed_video_is_reported_not_fatal(found):
     result = found.result
     assert list(result.failed) == ["broken"] and "broken.mp4" in result.failed["broken"]
     assert ("failed", "broken") in found.events
-    assert "broken.mp4" in result.report.read_text() and "broken" not in json.loads(result.json.read_text())
+    assert "broken.mp4" in result.report.read_text()
+    assert "broken" not in json.loads(result.json.read_text())["videos"]
 
 
 def test_bad_requests(found, tmp_path):
@@ -136,6 +148,34 @@ def test_bad_requests(found, tmp_path):
         find_highlights(found.trained.new_videos, run, tmp_path / "o", top=0)
     with pytest.raises(HLError, match="--min-gap"):
         find_highlights(found.trained.new_videos, run, tmp_path / "o", min_gap=-1)
+    with pytest.raises(HLError, match="--relative"):
+        find_highlights(found.trained.new_videos, run, tmp_path / "o", relative=2.0)
+
+
+def test_floor_options_through_the_cli(found, tmp_path):
+    """--min-score 0 lists the top moments whatever they score; the default floor never lists one below it."""
+    from click.testing import CliRunner
+
+    from hl.pipelines.cli import main
+    base = [str(found.trained.new_videos), "--run", str(found.trained.run), "--cache", str(found.result.cache),
+            "--top", "8", "--min-gap", "0", "--quiet"]
+    docs = {}
+    for name, extra in {"default": [], "none": ["--min-score", "0"], "strict": ["--relative", "0.95"]}.items():
+        r = CliRunner().invoke(main, ["highlights", *base, "--out", str(tmp_path / name), *extra])
+        assert r.exit_code == 1, r.output  # the broken video
+        docs[name] = json.loads((tmp_path / name / "highlights.json").read_text())
+    assert docs["none"]["settings"]["min_score"] == 0 and docs["none"]["settings"]["relative"] is None
+    assert docs["strict"]["settings"]["relative"] == 0.95
+    for vid, v in docs["default"]["videos"].items():
+        everything = docs["none"]["videos"][vid]
+        assert everything["floor"] == 0 and len(everything["moments"]) >= len(v["moments"])
+        assert all(m["score"] >= v["floor"] for m in v["moments"])
+        assert len(v["moments"]) == sum(m["score"] >= v["floor"] for m in everything["moments"])
+        strict = docs["strict"]["videos"][vid]
+        assert 1 <= len(strict["moments"]) <= len(v["moments"]) and strict["floor"] >= v["floor"]
+    r = CliRunner().invoke(main, ["highlights", *base, "--out", str(tmp_path / "x"), "--relative", "0.2",
+                                  "--min-score", "0.1"])
+    assert r.exit_code == 2 and "not both" in r.output
 
 
 # -- clips and long videos ------------------------------------------------------------------------------
@@ -246,3 +286,11 @@ def test_long_video_is_streamed(found, tmp_path):
     grown, n, c0, c1, e0, e1 = map(float, run.stdout.split()[-6:])
     assert n == 3 and c0 == 0.0 and c1 == pytest.approx(178.0) and (e0, e1) == pytest.approx((100.4, 160.0))
     assert grown < full_mb / 2, f"peak memory grew by {grown:.1f} MB (the decoded video: {full_mb:.0f} MB)"
+
+
+def test_csv_cells_never_run_as_formulas():
+    from hl.pipelines.highlights.find import csv_cell
+
+    for text in ("=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", "\tx"):
+        assert csv_cell(text) == "'" + text
+    assert csv_cell("clip_01") == "clip_01" and csv_cell(-0.5) == -0.5  # numbers stay numbers

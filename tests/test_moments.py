@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hl.pipelines.highlights.moments import find_moments, gap
+from hl.pipelines.highlights.moments import find_moments, gap, moment_floor
 
 
 def fixed(n: int, length: float = 2.0) -> np.ndarray:
@@ -135,3 +135,49 @@ def test_invariant_to_shifting_and_scaling_scores(curve, opts, scale, shift):
     a = find_moments(scores, seg, duration=duration, **opts)
     b = find_moments(scores * scale + shift, seg, duration=duration, **opts)
     assert [(m.start, m.end, m.segments) for m in a] == [(m.start, m.end, m.segments) for m in b]
+
+
+def test_relative_floor_drops_moments_far_below_the_best():
+    scores = [0.01, 0.97, 0.02, 0.01, 0.5, 0.01, 0.03, 0.01, 0.9, 0.01]
+    # median 0.015: r = 0.5 -> floor 0.4925; 0.97, 0.9 and 0.5 pass, 0.03 and 0.02 not
+    assert moment_floor(scores, 0.5) == pytest.approx(0.015 + 0.5 * (0.97 - 0.015))
+    ms = find_moments(scores, fixed(10), top=5, min_gap=0.0, merge=1.0, relative=0.5)
+    assert [m.score for m in ms] == [0.97, 0.9, 0.5]
+    assert [m.score for m in find_moments(scores, fixed(10), top=5, min_gap=0.0, merge=1.0, relative=1.0)] == [0.97]
+    everything = find_moments(scores, fixed(10), top=5, min_gap=0.0, merge=1.0, relative=0.5, min_score=0.0)
+    assert [m.score for m in everything] == [0.97, 0.9, 0.5, 0.03, 0.02]  # an absolute floor replaces it
+    assert [(m.score_rank, m.percentile) for m in everything[:2]] == [(1, 100.0), (2, 90.0)]
+    assert everything[4].score_rank == 5 and everything[4].percentile == pytest.approx(60.0)
+    assert moment_floor(scores) is None and moment_floor(scores, 0.5, min_score=0.2) == 0.2
+    with pytest.raises(ValueError, match="relative"):
+        find_moments(scores, fixed(10), relative=1.5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(curves(), options, st.floats(0.0, 1.0), st.sampled_from([None, 0.0, 0.5, 2.0]))
+def test_no_moment_below_the_floor(curve, opts, relative, min_score):
+    scores, seg, duration = curve
+    ms = find_moments(scores, seg, duration=duration, relative=relative, min_score=min_score, **opts)
+    end_of_video = duration if duration is not None else seg[:, 1].max()
+    inside = np.clip(seg, 0, end_of_video)
+    usable = inside[:, 1] > inside[:, 0]
+    floor = moment_floor(scores[usable], relative, min_score)
+    assert all(m.score >= floor for m in ms)
+    for m in ms:  # rank and percentile place the score in the video's distribution
+        assert m.score_rank == 1 + (scores > m.score).sum()
+        assert m.percentile == pytest.approx(100 * (scores <= m.score).mean())
+    if min_score is None and usable.any():  # a relative floor never empties the list
+        assert ms and ms[0].score == scores[usable].max()
+    if min_score == 0.0:  # scores here are >= 0: the floor keeps everything the rule finds
+        plain = find_moments(scores, seg, duration=duration, **opts)
+        assert [(m.start, m.end, m.segments) for m in ms] == [(m.start, m.end, m.segments) for m in plain]
+
+
+@settings(max_examples=100, deadline=None)
+@given(curves(), options, st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), st.sampled_from([0.5, 4.0]),
+       st.sampled_from([-1.0, 3.0]))  # exact in binary: a score on the floor stays on it
+def test_relative_floor_is_invariant_to_shifting_and_scaling(curve, opts, relative, scale, shift):
+    scores, seg, duration = curve
+    a = find_moments(scores, seg, duration=duration, relative=relative, **opts)
+    b = find_moments(scores * scale + shift, seg, duration=duration, relative=relative, **opts)
+    assert [m.segments for m in a] == [m.segments for m in b]

@@ -332,12 +332,12 @@ def test_highlights_of_a_pixel_run_from_the_command_line(pld_run, tmp_path):
                                   "--top", "2", "--min-gap", "0", "--weights-dir", str(tmp_path / "no-weights"),
                                   "--workers", "1", "--quiet"])
     assert r.exit_code == 0, r.output
-    rows = json.loads((out / "highlights.json").read_text())
+    rows = json.loads((out / "highlights.json").read_text())["videos"]
     assert sorted(rows) == [v.video_id for v in videos]
     preds = predict(root / "run", out / "cache")
     assert Run.open(root / "run").config.segments == {"rule": "fixed", "seconds": 0.5}
     for v in videos:
-        moments = rows[v.video_id]
+        moments = rows[v.video_id]["moments"]
         assert moments and all("map" in m and (out / m["map"]).is_file() for m in moments)
         best = moments[0]
         assert any(min(best["end"], b) - max(best["start"], a) > 0 for a, b in v.highlights), (best, v.highlights)
@@ -356,4 +356,30 @@ def test_highlights_of_a_pixel_run_from_the_command_line(pld_run, tmp_path):
             diff = np.abs(overlay - thumb)[view].mean(axis=2)
             assert diff[heat > 0.7].mean() > diff[heat < 0.1].mean() + 20  # the map is drawn where it is hot
     page = Page.parse(out / "report.html")
-    assert page.maps == page.cards == sum(len(m) for m in rows.values())
+    assert page.maps == page.cards == sum(len(v["moments"]) for v in rows.values())
+
+
+def test_default_beta_follows_the_saliency_and_gives_non_empty_maps(pld_run):
+    from hl.heads.pixel_labels import MOTION_BETA_UNIFORM, default_beta
+    from hl.pipelines.stages.predict_pixel import predict_pixel
+    from hl.pipelines.stages.train_pixel import PixelTrainSpec, train_pixel
+
+    root, videos, manifest, cache, _ = pld_run
+    assert default_beta("tased", "dog", (224, 384))[0] == 0.001
+    assert default_beta("tased", "BK", (224, 384))[0] == 0.0005
+    calibrated = MOTION_BETA_UNIFORM / (224 * 384)
+    assert default_beta("motion_saliency", "dog", (224, 384))[0] == pytest.approx(calibrated)
+    # no beta, no backbone: maps and saliency come from the cache, beta from the saliency at hand
+    spec = PixelTrainSpec(cache=str(cache), seeds=(0,), epochs=12, batch_size=4, optimizer="adam", lr=2e-3,
+                          widths=(64, 32, 16))
+    train_pixel(spec, root / "run_defaults")
+    labels = Run.open(root / "run_defaults").config.head["labels"]
+    assert labels["saliency"] == "motion_saliency"
+    assert labels["beta"]["synth0"] == pytest.approx(calibrated) and "calibrated" in labels["beta_rule"]
+    test_ids = sorted(manifest.loc[manifest["split"] == "test", "video_id"].unique())
+    preds = predict_pixel(root / "run_defaults", cache, test_ids)
+    cover = object_overlap(preds, videos, Run.open(root / "run_defaults").config.head["decoder"]["view"])
+    assert len(cover["iou"]) >= 4 and np.mean(cover["iou"]) >= 0.3, cover  # maps > 0.5 on the object
+    # the paper's beta on motion saliency labels (nearly) nothing: training stops instead of learning zeros
+    with pytest.raises(HLError, match="pseudo labels are empty"):
+        train_pixel(PixelTrainSpec(cache=str(cache), beta=0.0005, seeds=(0,), epochs=1), root / "run_paper_beta")

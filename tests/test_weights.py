@@ -605,3 +605,49 @@ def test_a_checkpoint_that_would_run_code_is_refused(backbone, tmp_path):
             assert "\n" not in msg
         assert not marker.exists()
         assert not (tmp_path / "w" / "user" / backbone / f.name).exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# the registry against its upstream sources
+
+
+def test_md5_the_host_publishes_is_checked(server, tmp_path):
+    url = server.serve("/tiny.pth", CKPT)
+    with registered(entry(md5=hashlib.md5(CKPT).hexdigest())):
+        assert W.download_weights("tiny_demo", weights_dir=tmp_path, url=url, progress=False).exists()
+    with registered(entry(md5="0" * 32)), pytest.raises(HLError, match="its md5 is"):
+        W.download_weights("tiny_demo", weights_dir=tmp_path / "other", url=url, progress=False)
+    assert not (tmp_path / "other" / "tiny.pth").exists()
+
+
+def test_a_download_that_would_run_code_is_refused_and_nothing_runs(server, tmp_path):
+    from checkpoint_files import code_running_checkpoints
+
+    marker = tmp_path / "ran"
+    for f in code_running_checkpoints(tmp_path, marker, dict(Tiny().state_dict())):
+        url = server.serve("/" + f.name, f.read_bytes())
+        with registered(entry(sha256=None, size=None)), pytest.raises(HLError, match="asks to run code"):
+            W.download_weights("tiny_demo", weights_dir=tmp_path / "w", url=url, progress=False)
+        assert not marker.exists() and not (tmp_path / "w" / "tiny.pth").exists()
+
+
+def test_registry_addresses_follow_their_upstream_sources():
+    pann = W.REGISTRY["pann_cnn14"]
+    assert pann.url == "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1"
+    assert pann.md5 == "541141fa2ee191a88f24a3219fff024e" and pann.sha256 and pann.size == 327_428_481
+    r3d = W.REGISTRY["r3d34_kinetics"]  # the README's "old pretrained models" folder
+    assert "1zvl89AgFAApbH0At-gMuZSeQB_LpNP-M" in r3d.url and not r3d.direct
+    assert W.REGISTRY["tased_dhf1k"].license.startswith("MIT")
+    assert W.REGISTRY["c3d_sports1m"].url.endswith("imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle")
+
+
+def test_weights_list_shows_each_licence(tmp_path):
+    from click.testing import CliRunner
+
+    from hl.pipelines.cli import main
+
+    r = CliRunner().invoke(main, ["weights", "list", "--weights-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    tased = next(i for i, line in enumerate(lines) if "tased_dhf1k" in line)
+    assert lines[tased + 1].strip().startswith("licence: MIT (MichiganCOG/TASED-Net LICENSE")

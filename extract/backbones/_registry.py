@@ -34,6 +34,7 @@ class WeightsEntry:
     file_name: str  # the public file name; the file is stored under it in the weights directory
     url: str  # the public source address
     sha256: str | None = None  # None when no checksum of the file is known
+    md5: str | None = None  # the md5 the host publishes (Zenodo), checked as well when given
     size: int | None = None  # bytes; None if unknown
     description: str = ""
     license: str = ""
@@ -54,6 +55,7 @@ class ExtractorDef:
     needs_weights: bool = True
     description: str = ""
     fallback: str | None = None  # the weight-free extractor that stands in when the weights are absent
+    default: bool = True  # picked by `hl extract` without --extractors when its weights are present
 
 
 @dataclass(frozen=True)

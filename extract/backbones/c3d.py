@@ -11,6 +11,24 @@ Registered backbones (same checkpoint):
                                         = [B, 512, 2, 7, 7] for a 16x112x112 clip
 
 The maps are the frozen encoder output that the pixel-level distinction decoder trains on.
+
+Input convention of ``c3d.pickle``: BGR on a 0-255 scale minus the Sports-1M mean, not the RGB 0-255 without a
+mean that c3d-pytorch's own ``predict.py`` feeds. The evidence:
+
+* The weights are Caffe's: DavideA (DavideA/c3d-pytorch#5) "limited to translate parameters correctly from the
+  Keras + Theano version" (albertomontesg's gist "Sports1M C3D Network to Keras"), itself a conversion of the
+  Caffe model of facebook/C3D. Conversions copy parameters; they do not change what conv1 expects.
+* facebook/C3D trains and extracts features from frames read by OpenCV (BGR, 0-255) minus
+  ``sport1m_train16_128_mean.binaryproto`` (C3D-v1.0/examples/c3d_feature_extraction), a mean volume of
+  16 x 128 x 171 frames (facebookarchive/C3D#59 on reading its layout).
+* ``predict.py`` reads frames with skimage (RGB) and marks the question itself: "TODO: should I remove mean
+  here?". c3d-pytorch#4 answers it from the Caffe sources ("[0, 255], BGR mode, mean subtraction"), and
+  c3d-pytorch#1 derives the per-channel Sports-1M mean from that binaryproto (as albertomontesg's keras-model-zoo
+  ``c3d_mean.npy``, shape (1, 3, 16, 128, 171)): (90.25, 97.66, 101.41) in BGR order; with BGR minus this mean
+  the repository's own "roger" clip is classified tennis at 0.99994.
+
+hl therefore feeds BGR minus :data:`SPORTS1M_MEAN_BGR`, from frames resized to 128 x 171 (the size the mean and
+the Caffe training clips have) and centre-cropped to 112 x 112; ``predict.py``'s 112 x 200 resize is its own.
 """
 from __future__ import annotations
 
@@ -137,6 +155,13 @@ def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 SPORTS1M = WeightsEntry(
+    # DavideA/c3d-pytorch README (1111ccf): "Download the pretrained weights (Sports1M) from
+    # [here](http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle)". The README gives only this http
+    # address and publishes no checksum (nor does any release of the repository); whether the host serves the same
+    # path over https could not be checked from here, so the published address is kept. The file is never
+    # unpickled with code: it is read with torch.load(weights_only=True) (a plain state dict of tensors), its
+    # names and shapes are checked before it is put in place, and the sha256 of the first download is recorded in
+    # the weights directory (weights.json) and in every cache unit made with it.
     "c3d_sports1m", "c3d", "c3d.pickle", "http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle",
     description="C3D trained on Sports-1M (487 classes), converted from the Caffe model (DavideA/c3d-pytorch)",
     license="code MIT (DavideA/c3d-pytorch); the converted Caffe weights state no licence",

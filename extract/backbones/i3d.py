@@ -349,8 +349,8 @@ register(
         build=partial(InceptionI3d, in_channels=2),
         preprocess=preprocess_flow,
         weights=(FLOW_IMAGENET, FLOW_CHARADES),
-        notes="Flow stream: input is TV-L1 flow [N, 2, T, 224, 224] clipped to [-20, 20] px and scaled "
-        "to [-1, 1]; flow is not computed by hl. " + _CLIP_NOTE,
+        notes="Flow stream on flow given as input [N, 2, T, 224, 224] clipped to [-20, 20] px and scaled "
+        "to [-1, 1] (the i3d_flow extractor computes it from frames: hl.extract.backbones.i3d_flow). " + _CLIP_NOTE,
         **_COMMON,
     )
 )

@@ -253,12 +253,18 @@ def preprocess(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 CNN14 = WeightsEntry(
     "pann_cnn14", "pann", "Cnn14_mAP=0.431.pth",
-    "https://zenodo.org/record/3576403/files/Cnn14_mAP%3D0.431.pth?download=1",
-    # Zenodo lists an md5 only; this sha256 and size are the ones independent users record.
+    # qiuqiangkong/audioset_tagging_cnn README (d2f4b8c): "First, downloaded one pretrained model from
+    # https://zenodo.org/record/3987831, for example, the model named "Cnn14_mAP=0.431.pth"", then
+    # "wget -O $CHECKPOINT_PATH https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1".
+    # (Record 3576403, the earlier upload, was replaced by 3987831.)
+    "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+    # Zenodo publishes an md5 per file (541141fa..., as recorded from the record by e.g. Labbeti/dcase2021task6,
+    # aac/models/pann/urls.py); the sha256 and size are those of the same file as its users record them.
     sha256="0dc499e40e9761ef5ea061ffc77697697f277f6a960894903df3ada000e34b31",
+    md5="541141fa2ee191a88f24a3219fff024e",
     size=327_428_481,
     description="PANNs Cnn14 trained on AudioSet, 32 kHz, mAP 0.431 (qiuqiangkong/audioset_tagging_cnn)",
-    license="code MIT (qiuqiangkong/audioset_tagging_cnn); see Zenodo record 3576403 for the weights",
+    license="code MIT (qiuqiangkong/audioset_tagging_cnn); see Zenodo record 3987831 for the weights",
 )
 
 register(

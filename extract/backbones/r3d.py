@@ -149,7 +149,12 @@ def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 KINETICS = WeightsEntry(
     "r3d34_kinetics", "r3d34", "resnet-34-kinetics.pth",
-    "https://drive.google.com/drive/folders/14KRBqT8ySfPtFSuLsFS2U4I-ihTDs0Y9",
+    # kenshohara/3D-ResNets-PyTorch README (540a0ea): "Old pretrained models are still available
+    # [here](https://drive.google.com/drive/folders/1zvl89AgFAApbH0At-gMuZSeQB_LpNP-M?usp=sharing)", the folder of
+    # resnet-34-kinetics.pth ("--model resnet --model_depth 34 --resnet_shortcut A"). The folder the entry used
+    # to name was removed in 2018 (kenshohara/3D-ResNets-PyTorch#94). No checksum is published: the sha256 of
+    # the file the user adds is recorded in the weights directory.
+    "https://drive.google.com/drive/folders/1zvl89AgFAApbH0At-gMuZSeQB_LpNP-M?usp=sharing",
     description="3D-ResNet-34 (shortcut A) trained on Kinetics-400, Hara et al. "
     "(kenshohara/3D-ResNets-PyTorch); a Google Drive folder: download resnet-34-kinetics.pth",
     license="MIT (kenshohara/3D-ResNets-PyTorch)",

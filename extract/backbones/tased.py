@@ -265,7 +265,10 @@ DHF1K = WeightsEntry(
     "https://drive.google.com/file/d/1y4KSTm-e7kP84k0IyVI-rRtmYZkrC-wL/view?usp=sharing",
     description="TASED-Net (updated release) trained on DHF1K video saliency (MichiganCOG/TASED-Net); "
     "a Google Drive page",
-    license="no licence file in MichiganCOG/TASED-Net: research use, ask the authors before redistributing",
+    # MichiganCOG/TASED-Net README: "download [this weight file](https://drive.google.com/file/d/
+    # 1y4KSTm-e7kP84k0IyVI-rRtmYZkrC-wL/view?usp=sharing)"; its LICENSE file: "MIT License, Copyright (c) 2019
+    # Kyle Min". No checksum is published.
+    license="MIT (MichiganCOG/TASED-Net LICENSE, Copyright (c) 2019 Kyle Min)",
     direct=False,
 )
 

@@ -94,7 +94,7 @@ def list_weights(weights_dir: str | os.PathLike | None = None) -> list[dict[str,
     for entry in REGISTRY.values():
         rec = manifest.get(entry.name, {})
         rows.append(_row(root, entry.name, entry.backbone, entry.file_name, "registry", entry.url,
-                         entry.sha256 or rec.get("sha256"), entry.size, entry.description))
+                         entry.sha256 or rec.get("sha256"), entry.size, entry.description, entry.license))
     for name, rec in manifest.items():
         if name not in REGISTRY:
             rows.append(_row(root, name, rec.get("backbone", ""), rec["file"], "user", rec.get("source", ""),
@@ -103,7 +103,7 @@ def list_weights(weights_dir: str | os.PathLike | None = None) -> list[dict[str,
 
 
 def _row(root: Path, name: str, backbone: str, rel: str, source: str, url: str,
-         sha256: str | None, size: int | None, description: str) -> dict[str, Any]:
+         sha256: str | None, size: int | None, description: str, license: str = "") -> dict[str, Any]:
     path = root / rel
     present = path.is_file()
     return {
@@ -118,6 +118,7 @@ def _row(root: Path, name: str, backbone: str, rel: str, source: str, url: str,
         "source": source,
         "url": url,
         "description": description,
+        "license": license,
     }
 
 

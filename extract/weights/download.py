@@ -16,7 +16,7 @@ from hl.common import HLError, one_line
 
 from . import directory
 from .checking import check_checkpoint
-from .hashing import CHUNK, file_sha256, remember_hash
+from .hashing import CHUNK, file_md5, file_sha256, remember_hash
 from .registry import REGISTRY
 
 
@@ -160,6 +160,8 @@ def download_weights(name: str, weights_dir: str | os.PathLike | None = None, ur
             problem = f"it has {size} bytes, expected {entry.size}"
         elif entry.sha256 is not None and digest != entry.sha256:
             problem = f"its sha256 is {digest}, expected {entry.sha256}"
+        elif entry.md5 is not None and (md5 := file_md5(part)) != entry.md5:
+            problem = f"its md5 is {md5}, expected {entry.md5}"
         else:
             try:
                 diffs = check_checkpoint(entry.backbone, part)

@@ -11,13 +11,22 @@ from hl.common import HLError
 CHUNK = 1 << 20  # 1 MiB: read/hash/stream granularity
 
 
-def file_sha256(path: str | os.PathLike, chunk_size: int = CHUNK) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
+def _file_digest(path: str | os.PathLike, algorithm: str, chunk_size: int = CHUNK) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk_size):
             h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = CHUNK) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    return _file_digest(path, "sha256", chunk_size)
+
+
+def file_md5(path: str | os.PathLike, chunk_size: int = CHUNK) -> str:
+    """Hex md5 of a file (what some hosts, e.g. Zenodo, publish), read in chunks."""
+    return _file_digest(path, "md5", chunk_size)
 
 
 _HASHES: dict[tuple[str, int, int], str] = {}

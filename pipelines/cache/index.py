@@ -16,7 +16,7 @@ extractor at the end of every extraction run (and on ``hl cache compact``):
 Readers merge what they list, a unit's row taken from its own file first, else from the newest generation that
 has it, so a reader sees each unit's row as before or after a compaction, never both and never none; a file that
 vanishes between listing and reading (removed by a compaction) makes the reader list again. ``pq.read_table``
-of the folder, without hl, reads a correct table whenever no compaction is half-way through step 4.
+of the folder, without hl, reads one row per unit whenever no run is writing and no compaction is under way.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def _read(paths: list[Path], schema: pa.Schema) -> pa.Table:
 
 
 def _keys(table: pa.Table) -> pa.Array:
-    return pc.binary_join_element_wise(table["video_id"], table["extractor"], "\x00").combine_chunks()
+    return table["video_id"].combine_chunks()  # one extractor per folder: the video id names the unit
 
 
 def _merge(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -18,6 +18,7 @@ file and concurrent workers never share one. ``key`` is the video id made file-n
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -34,7 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hl.common import HLError, atomic_path, clean_stale_temps, is_plain_name
+from hl.common import HLError, atomic_path, clean_stale_temps, is_plain_name, storage_error
+from hl.common.files import temp_name
 
 from . import index as index_files
 
@@ -172,6 +174,15 @@ class FeatureStore:
         """Write one (video, extractor) HDF5 file atomically. Arrays named in `map_datasets` are stored
         uint8, chunked one frame per chunk and gzip-compressed; others as given (float32 for features)."""
         path = self.feature_path(video_id, extractor)
+        try:
+            self._write_h5(path, video_id, extractor, arrays, attrs, map_datasets)
+        except OSError as exc:
+            raise storage_error(path, exc) from None
+        return path
+
+    @staticmethod
+    def _write_h5(path: Path, video_id: str, extractor: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
+                  map_datasets: Iterable[str]) -> None:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             for name, arr in arrays.items():
                 arr = np.asarray(arr)
@@ -188,16 +199,32 @@ class FeatureStore:
             f.attrs["created"] = _now()
             for k, v in attrs.items():
                 f.attrs[k] = v if not isinstance(v, dict | list) else json.dumps(v)
-        return path
 
     def write_index_row(self, row: dict[str, Any]) -> Path:
         """Write (replace) the index row of one unit atomically."""
         full = {name: row.get(name) for name in INDEX_SCHEMA.names}
         full["created"] = full["created"] or _now()
         path = self.index_path(full["video_id"], full["extractor"])
-        with atomic_path(path) as tmp:
-            pq.write_table(pa.Table.from_pylist([full], schema=INDEX_SCHEMA), tmp)
+        try:
+            with atomic_path(path) as tmp:
+                pq.write_table(pa.Table.from_pylist([full], schema=INDEX_SCHEMA), tmp)
+        except OSError as exc:
+            raise storage_error(path, exc) from None
         return path
+
+    def check_writable(self) -> None:
+        """Create the cache folder if needed and write (then remove) a file in it; a one-line StorageError
+        naming the folder when the cache is read-only, unwritable or full."""
+        for folder in (self.root / "features", self.root / "index"):
+            probe = temp_name(folder / "writable")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe.write_bytes(b"\0" * 4096)
+            except OSError as exc:
+                raise storage_error(folder, exc) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    probe.unlink()
 
     def clean_stale(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files left by killed writers (see :func:`hl.common.clean_stale_temps`)."""
@@ -234,14 +261,42 @@ class FeatureStore:
             return (self.root / row["file"]).exists()
         return include_failed
 
-    def lookup(self, extractors: Sequence[str]) -> UnitLookup:
-        """What the cache holds for `extractors`, read once: :meth:`is_done` for many units at once."""
-        return UnitLookup(self, extractors)
+    def done_units(self, extractor: str, video_ids: Sequence[str], fingerprints: Sequence[str],
+                   config_hashes: Sequence[str] | str, weights_hash: str, include_failed: bool = True) -> np.ndarray:
+        """:meth:`is_done` for many videos of one extractor at once (bool [N]), from one read of the index and
+        one listing of the feature folder: what planning a re-run of a million units needs. `config_hashes`
+        may be one hash for every video."""
+        import pyarrow.compute as pc
+
+        name = self._name(extractor)
+        idx = self.index_table(name).select(["video_id", "fingerprint", "config_hash", "weights_hash", "status",
+                                             "file"])
+        if idx.num_rows == 0 or len(video_ids) == 0:
+            return np.zeros(len(video_ids), dtype=bool)
+        pos = pc.index_in(pa.array(video_ids, pa.string()), value_set=idx["video_id"].combine_chunks())
+        j = idx.take(pc.fill_null(pos, 0))  # row of each video (row 0 where it has none: masked below)
+        same = pc.and_(pc.and_(pc.equal(j["fingerprint"], pa.array(fingerprints, pa.string())),
+                               pc.equal(j["config_hash"], config_hashes if isinstance(config_hashes, str)
+                                        else pa.array(config_hashes, pa.string()))),
+                       pc.and_(pc.equal(j["weights_hash"], weights_hash), pc.is_valid(pos)))
+        prefix = f"features/{name}/"
+        try:
+            present = pa.array(os.listdir(self.root / "features" / name), pa.string())
+        except FileNotFoundError:
+            present = pa.array([], pa.string())
+        files = pc.fill_null(j["file"], "")
+        here = pc.and_(pc.starts_with(files, prefix),
+                       pc.is_in(pc.utf8_slice_codeunits(files, len(prefix)), value_set=present))
+        is_ok = pc.equal(j["status"], "ok")
+        kept = pc.and_(same, pc.if_else(is_ok, here, pa.scalar(bool(include_failed))))
+        return pc.fill_null(kept, False).to_numpy(zero_copy_only=False)
 
     def videos(self, extractor: str | None = None) -> list[str]:
         """Ids of videos with at least one successful unit (of `extractor`, if given)."""
-        idx = self.index(extractor)
-        return sorted(idx.loc[idx["status"] == "ok", "video_id"].unique().tolist())
+        import pyarrow.compute as pc
+
+        idx = self.index_table(extractor).select(["video_id", "status"])
+        return sorted(pc.unique(idx.filter(pc.equal(idx["status"], "ok"))["video_id"]).to_pylist())
 
     def extractors(self) -> list[str]:
         base = self.root / "features"
@@ -319,29 +374,3 @@ class FeatureStore:
             raise HLError(f"{self.root}: no manifest.parquet (import one, or pass --manifest)")
         return pd.read_parquet(self.manifest_path)
 
-
-class UnitLookup:
-    """The index rows and feature files of some extractors, read once, to decide for many units whether they
-    are done (:meth:`FeatureStore.is_done`'s rule) without a file access per unit."""
-
-    def __init__(self, store: FeatureStore, extractors: Sequence[str]):
-        self.rows: dict[tuple[str, str], tuple] = {}
-        self.present: set[str] = set()
-        for name in dict.fromkeys(extractors):
-            t = store.index_table(name).select(["video_id", "extractor", "fingerprint", "config_hash",
-                                                "weights_hash", "status", "file"]).to_pydict()
-            self.rows.update(zip(zip(t["video_id"], t["extractor"]),
-                                 zip(t["fingerprint"], t["config_hash"], t["weights_hash"], t["status"], t["file"])))
-            folder = store.root / "features" / name
-            try:
-                with os.scandir(folder) as it:
-                    self.present.update(f"features/{name}/{e.name}" for e in it)
-            except FileNotFoundError:
-                pass
-
-    def is_done(self, video_id: str, extractor: str, fingerprint: str, config: str, weights: str,
-                include_failed: bool = True) -> bool:
-        row = self.rows.get((video_id, extractor))
-        if row is None or row[:3] != (fingerprint, config, weights):
-            return False
-        return row[4] in self.present if row[3] == "ok" else include_failed

@@ -21,7 +21,7 @@ from ..stages.train_segment import TrainSpec, train_heads
 
 def run_demo(out: str | Path, videos: int = 12, seconds: float = 20.0, seeds: tuple[int, ...] = (0, 1, 2),
              epochs: int = 40, workers: int | None = None, reporter: Reporter | None = None,
-             say: Callable[[str], None] = print) -> dict:
+             progress: Callable[[dict, int, int], None] | None = None, say: Callable[[str], None] = print) -> dict:
     out = Path(out)
     say(f"1/4 generating {videos} videos of {seconds:g} s in {out / 'videos'}")
     _, manifest = make_dataset(out / "videos", n_videos=videos, seconds=seconds, domains=1, seed=0)
@@ -33,11 +33,12 @@ def run_demo(out: str | Path, videos: int = 12, seconds: float = 20.0, seeds: tu
     say(f"3/4 training co-occurrence heads ({len(seeds)} seeds, {epochs} epochs) from the cache")
     spec = TrainSpec(cache=str(cache), visual=("stats",), audio=("stats_audio",), seeds=seeds,
                      head={"epochs": epochs})
-    metrics = train_heads(spec, out / "run", workers=workers)
+    metrics = train_heads(spec, out / "run", workers=workers, progress=progress)
     table = summary_table(metrics)
     for _, r in table.iterrows():
         say(f"    {r['domain']:<8} test mAP {r['mean']:.3f} +- {r['std']:.3f} over {int(r['count'])} seeds")
     say("4/4 predicting highlights")
-    result = find_highlights(out / "videos", out / "run", out / "highlights", cache=cache, workers=workers)
+    result = find_highlights(out / "videos", out / "run", out / "highlights", cache=cache, workers=workers,
+                             reporter=reporter)
     say(f"    report: {result.report}")
     return {"metrics": metrics, "table": table, "highlights": result}

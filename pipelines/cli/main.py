@@ -13,7 +13,20 @@ from pathlib import Path
 
 import click
 
-from .options import Group, NameList, cluster_options, explicit, quiet_option, seeds_option, weights_dir_option
+from hl import api
+
+from .options import (
+    Group,
+    NameList,
+    cluster_options,
+    explicit,
+    extraction_options,
+    log_format_option,
+    quiet_option,
+    seeds_option,
+    weights_dir_option,
+)
+from .progress import Console
 
 
 @click.group(cls=Group)
@@ -31,49 +44,24 @@ def main(verbose: bool) -> None:
 @click.option("--videos", required=True, type=click.Path(path_type=Path),
               help="A folder of videos (searched recursively) or one video file.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The cache directory.")
-@click.option("--extractors", type=NameList(), default=None,
-              help="Comma-separated, e.g. i3d,pann,tased. Default: every pretrained extractor whose weights "
-                   "are present, else the weight-free stats,stats_audio.")
-@click.option("--segment-seconds", default=2.0, show_default=True, type=float, help="Fixed window length.")
-@click.option("--segments", "segments_manifest", type=click.Path(exists=True, path_type=Path), default=None,
-              help="A manifest (Parquet) whose start/end windows replace the fixed windows for its videos.")
-@weights_dir_option
-@cluster_options
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (GPU tasks carry a GPU resource).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="auto: bf16 where the CPU/GPU computes it natively, else fp32.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per forward pass.")
-@click.option("--random-weights", is_flag=True,
-              help="Run pretrained extractors with random weights when theirs are absent (speed tests only).")
-@click.option("--retry-failed", is_flag=True, help="Try again the videos that failed before.")
+@extraction_options
 @quiet_option
+@log_format_option
 def extract(videos, out, extractors, segment_seconds, segments_manifest, weights_dir, scheduler, workers, device,
-            precision, batch_size, random_weights, retry_failed, quiet):
+            precision, batch_size, random_weights, retry_failed, quiet, log_format):
     """Decode every video once and cache its features (HDF5 + a Parquet index)."""
-    from hl.extract.extractors import RunSettings
-    from hl.pipelines.stages.extract import run_extraction
-
-    from .progress import ExtractProgress
-
-    manifest = None
-    if segments_manifest is not None:
-        from hl.data_manifests.schema import read_manifest
-
-        manifest = read_manifest(segments_manifest)
-    settings = RunSettings(device=device, precision=precision, batch_size=batch_size)
-    progress = ExtractProgress(enabled=not quiet)
-    try:
-        report = run_extraction(
-            videos, out, extractors or None, segment_seconds=segment_seconds, manifest=manifest,
-            weights_dir=weights_dir, scheduler=scheduler, workers=workers, settings=settings,
-            allow_random_weights=random_weights, retry_failed=retry_failed, reporter=progress.reporter(),
-            notice=progress.notice,
+    with Console(log_format, quiet=quiet) as console:
+        report = api.extract(
+            videos, out, extractors or None, segment_seconds=2.0 if segment_seconds is None else segment_seconds,
+            segments=segments_manifest, weights_dir=weights_dir, scheduler=scheduler, workers=workers, device=device,
+            precision=precision, batch_size=batch_size, random_weights=random_weights, retry_failed=retry_failed,
+            progress=console,
         )
-    finally:
-        progress.close()
-    click.echo(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
-               f"{len(report.failed)} failed, in {report.wall_s:.1f} s -> {out}")
-    for o in report.failed:
+    console.result(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
+                   f"{len(report.failed)} failed, in {report.wall_s:.1f} s -> {out}",
+                   extracted=len(report.computed), cached=len(report.skipped), failed=len(report.failed),
+                   seconds=round(report.wall_s, 3), cache=str(out))
+    for o in report.failed if console.format != "json" else ():  # json: in the item events already
         click.echo(f"  failed: {o.error}", err=True)
     sys.exit(1 if report.failed else 0)
 
@@ -95,6 +83,8 @@ def weights_list(weights_dir):
     for row in list_weights(weights_dir):
         mark = "present" if row["present"] else "absent "
         click.echo(f"  {mark}  {row['name']:<20} {row['backbone']:<10} {row['file']:<28} {row['url']}")
+        if row.get("license"):
+            click.echo(f"           licence: {row['license']}")
 
 
 @weights.command("add")
@@ -130,41 +120,31 @@ def cache() -> None:
 
 @cache.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def cache_info(path):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts) instead of the text.")
+def cache_info(path, as_json):
     """Videos, extractors, segments, and failures with their reasons."""
-    import pyarrow.compute as pc
+    import json
 
-    from hl.pipelines.cache import FeatureStore
+    from hl.pipelines.cache.summary import cache_summary
 
-    store = FeatureStore(path)
-    idx = store.index_table().select(["video_id", "extractor", "status", "segments", "dim", "weights_hash",
-                                      "error"])
-    if idx.num_rows == 0:
+    info = cache_summary(path)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    if info["videos"] == 0:
         click.echo(f"{path}: empty cache")
         return
-    is_ok = pc.equal(idx["status"], "ok")
-    ok = idx.filter(is_ok)
-    click.echo(f"cache {path}: {pc.count_distinct(idx['video_id']).as_py()} videos, "
-               f"{pc.count_distinct(ok['video_id']).as_py()} with features")
-    every = {r["extractor"]: r for r in idx.group_by("extractor").aggregate(
-        [("video_id", "count"), ("weights_hash", "distinct")]).to_pylist()}
-    good = {r["extractor"]: r for r in ok.group_by("extractor").aggregate(
-        [("video_id", "count"), ("segments", "sum"), ("dim", "max")]).to_pylist()}
-    for name in sorted(every):
-        g, n = good.get(name, {}), every[name]["video_id_count"]
-        n_ok = g.get("video_id_count", 0)
-        weights = ",".join(sorted({str(w)[:10] for w in every[name]["weights_hash_distinct"]}))
-        click.echo(f"  {name:<16} {n_ok:>5} ok  {n - n_ok:>4} failed  {int(g.get('segments_sum') or 0):>7} "
-                   f"segments  dim {int(g.get('dim_max') or 0)}  weights {weights}")
-    failed = idx.filter(pc.invert(is_ok)).select(["video_id", "error"]).to_pandas().drop_duplicates("video_id")
-    if len(failed):
-        click.echo(f"failures ({len(failed)} videos):")
-        for vid, error in zip(failed["video_id"], failed["error"]):
-            click.echo(f"  {vid}: {error}")
-    if store.manifest_path.exists():
-        m = store.manifest()
-        click.echo(f"manifest: {m['video_id'].nunique()} videos, {m['domain'].nunique()} domains, "
-                   f"splits {dict(m.drop_duplicates('video_id')['split'].value_counts())}")
+    click.echo(f"cache {path}: {info['videos']} videos, {info['videos_with_features']} with features")
+    for name, e in info["extractors"].items():
+        click.echo(f"  {name:<16} {e['ok']:>5} ok  {e['failed']:>4} failed  {e['segments']:>7} "
+                   f"segments  dim {e['dim']}  weights {','.join(w[:10] for w in e['weights'])}")
+    if info["failures"]:
+        click.echo(f"failures ({len(info['failures'])} videos):")
+        for f in info["failures"]:
+            click.echo(f"  {f['video_id']}: {f['error']}")
+    m = info["manifest"]
+    if m is not None:
+        click.echo(f"manifest: {m['videos']} videos, {m['domains']} domains, splits {m['splits']}")
 
 
 @cache.command("compact")
@@ -334,16 +314,19 @@ PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
               help="pixel: whose cached encoder maps (c3d_maps 112x112 or tased_maps 224x384). Default: from the "
                    "cache, tased first; the saliency likewise (tased, else motion_saliency).")
 @click.option("--beta", type=float, default=None,
-              help="pixel: saliency threshold (default 0.0005; 0.001 for dog/gymnastics/skiing).")
+              help="pixel: saliency threshold. Default: the paper's for TASED saliency (0.0005; 0.001 for "
+                   "dog/gymnastics/skiing), a calibrated 4x the uniform value for motion_saliency.")
 @click.option("--saliency-norm", type=click.Choice(["sum", "max", "none"]), default="sum", show_default=True,
               help="pixel: normalisation of the saliency map before comparing with beta.")
 @click.option("--ablate", type=click.Choice(["spatial", "temporal"]), default=None,
               help="pixel: w/o spatial (whole highlight frames 1) or w/o temporal (the target frame repeated).")
 @cluster_options
+@quiet_option
+@log_format_option
 @click.pass_context
 def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
                val_fraction, track_test, select, select_final, no_hpcl, no_rank, global_query, fusion, backbone,
-               beta, saliency_norm, ablate, scheduler, workers):
+               beta, saliency_norm, ablate, scheduler, workers, quiet, log_format):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
@@ -352,95 +335,41 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
     if wrong:
         names = ", ".join("--" + n.replace("_", "-") for n in wrong)
         raise click.UsageError(f"{names}: not an option of --head {head_kind}")
-    manifest = str(manifest) if manifest else None
-    common = {"cache": str(cache), "manifest": manifest, "domains": tuple(domains) or None, "seeds": seeds,
-              "joint": joint}
-    if head_kind == "pixel":
-        from hl.pipelines.stages.train_pixel import PixelTrainSpec, train_pixel
-
-        spec = PixelTrainSpec(backbone=backbone, beta=beta, saliency_norm=saliency_norm, ablate=ablate, **common,
-                              **({"epochs": epochs} if epochs else {}))
-        train = train_pixel
-    else:
-        from hl.pipelines.stages.train_segment import TrainSpec, train_heads
-
-        head: dict = {}
-        if model == "ridge":
-            wrong = explicit(ctx, ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test",
-                                   "val_fraction"))
-            if wrong:
-                names = ", ".join("--" + n.replace("_", "-") for n in wrong)
-                raise click.UsageError(f"{names}: not an option of --model ridge")
-            head, model = {"model": "ridge"}, None
-        arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
-        if arch:
-            head["arch"] = arch
-        if epochs is not None:
-            head["epochs"] = epochs
-        if no_hpcl:
-            head["w_hpcl"] = 0.0
-        if no_rank:
-            head["w_rank"] = 0.0
-        if select_final != "refit" and not select:
-            raise click.UsageError("--select-final: only with --select")
-        selection = {"final": select_final} if select else None
-        spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, track_test=track_test, head=head,
-                         select=selection, **common)
-        train = train_heads
-    bar, progress = _train_progress()
-    try:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=progress, notice=click.echo)
-    finally:
-        bar.close()
-    _print_summary(metrics)
-    click.echo(f"run written to {out}")
+    if model == "ridge":
+        wrong = explicit(ctx, api.RIDGE_IGNORES)
+        if wrong:
+            names = ", ".join("--" + n.replace("_", "-") for n in wrong)
+            raise click.UsageError(f"{names}: not an option of --model ridge")
+    if select_final != "refit" and not select:
+        raise click.UsageError("--select-final: only with --select")
+    given = {k: v for k, v in {"visual": visual, "audio": audio, "model": model, "global_query": global_query,
+                               "fusion": fusion, "backbone": backbone, "beta": beta, "ablate": ablate}.items()
+             if v is not None}
+    with Console(log_format, quiet=quiet) as console:
+        trained = api.train_head(cache, out, manifest=manifest, domains=domains, head=head_kind, epochs=epochs,
+                                 seeds=seeds, joint=joint, val_fraction=val_fraction, track_test=track_test,
+                                 select=select, select_final=select_final, no_hpcl=no_hpcl, no_rank=no_rank,
+                                 saliency_norm=saliency_norm, scheduler=scheduler, workers=workers, progress=console,
+                                 **given)
+    _print_summary(trained.metrics, console)
+    console.result(f"run written to {out}", run=str(out))
 
 
-class _LazyBar:
-    """A tqdm bar drawn from the first finished head on, so that lines printed before training starts (which
-    features were chosen) are not interleaved with it."""
-
-    def __init__(self, **kwargs):
-        self.kwargs, self.bar = kwargs, None
-
-    def get(self):
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(**self.kwargs)
-        return self.bar
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _train_progress():
-    lazy = _LazyBar(total=None, unit="head", desc="train", file=sys.stderr, dynamic_ncols=True)
-
-    def progress(res, done, total):
-        bar = lazy.get()
-        bar.total = total
-        detail = f", {res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos" \
-            if "epochs" in res and "train_videos" in res else ""
-        what = res.get("label") or f"seed {res['seed']}"
-        bar.write(f"[{done}/{total}] {res['domain']} {what}{detail}, {res.get('seconds', 0):.1f} s", file=sys.stderr)
-        bar.update(1)
-
-    return lazy, progress
-
-
-def _print_summary(metrics) -> None:
+def _print_summary(metrics, console: Console | None = None) -> None:
     from hl.pipelines.stages.evaluate import summary_table
 
+    say = console.result if console is not None else (lambda line, **fields: click.echo(line))
     if metrics.empty:
-        click.echo("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
+        say("no test videos scored (the manifest's split 'test' holds none of the trained domains' videos)")
         return
 
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
-    click.echo(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
+    if console is None or console.format != "json":
+        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
     for _, r in summary_table(metrics).iterrows():
-        click.echo(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})")
+        say(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})",
+                       domain=r["domain"], metric=name, mean=float(r["mean"]), std=float(r["std"]),
+                       seeds=int(r["count"]))
 
 
 @main.command("eval")
@@ -455,42 +384,20 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
     """Per-domain table of the run's test metrics, mean +- std over seeds."""
     import json
 
-    from hl.pipelines.run import Run
-    from hl.pipelines.stages.evaluate import BEST_EPOCH_HEADING, evaluate_best_epoch, evaluate_run, summary_dict
+    from hl.pipelines.stages.evaluate import summary_dict
 
-    run = Run.open(run_dir)
-    best = protocol == "best-epoch"
-    if best and run.kind != "segment":
-        from hl.common import HLError
-
-        raise HLError(f"{run_dir}: --protocol best-epoch needs a segment run trained with --track-test")
-    metrics = (evaluate_best_epoch if best else evaluate_run)(run, tvsum_protocol=tvsum_protocol)
-    c = run.config
-    if run.kind == "pixel":
-        about = f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)"
-    elif c.head.get("model") == "ridge":
-        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-                 f" model ridge, alpha chosen by validation on the training videos")
-    elif (c.training.get("spec") or {}).get("select") is not None:
-        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-                 f" model {c.head['arch']['model']}, setting and epochs chosen per domain by validation on the "
-                 f"training videos ({run_dir}/selection/)")
-    else:
-        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-                 f" model {c.head['arch']['model']}, {c.head['epochs']} epochs"
-                 f"{' tracked, best picked on the test videos' if best else ''}")
+    result = api.evaluate(run_dir, tvsum_protocol=tvsum_protocol, protocol=protocol)
     if as_json:
         out = {"run": str(run_dir), "protocol": protocol, "tvsum_protocol": tvsum_protocol}
-        if best:
-            out["heading"] = BEST_EPOCH_HEADING
-            out["best_epochs"] = {d: {str(int(s)): int(e) for s, e in zip(g["seed"], g["epoch"])}
-                                  for d, g in metrics.groupby("domain")}
-        click.echo(json.dumps({**out, **summary_dict(metrics), "about": about}))
+        if result.heading:
+            out["heading"] = result.heading
+            out["best_epochs"] = {d: {str(s): e for s, e in seeds.items()} for d, seeds in result.best_epochs.items()}
+        click.echo(json.dumps({**out, **summary_dict(result.metrics), "about": result.about}))
         return
-    if best:
-        click.echo(f"== {BEST_EPOCH_HEADING} ==")
-    _print_summary(metrics)
-    click.echo(about)
+    if result.heading:
+        click.echo(f"== {result.heading} ==")
+    _print_summary(result.metrics)
+    click.echo(result.about)
 
 
 @main.command()
@@ -502,21 +409,18 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
               help="Pixel-level runs: write per video a PNG strip of frames with the map overlaid + the score curve.")
 def predict(run_dir, cache, out, videos, maps_dir):
     """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
-    from hl.pipelines.run import Run
-    from hl.pipelines.stages.predict import predict as predict_run
-    from hl.pipelines.stages.predict import write_predictions
+    from hl.common import HLError
 
-    run = Run.open(run_dir)
-    if maps_dir is not None and run.kind != "pixel":
-        raise click.UsageError(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
-    preds = predict_run(run, cache, list(videos) or None)
-    js, table = write_predictions(preds, out)
-    click.echo(f"scored {len(preds)} videos -> {js} and {table}")
+    try:
+        result = api.predict(run_dir, cache, out, videos=videos, maps=maps_dir)
+    except HLError as exc:
+        if "--maps needs" in str(exc):
+            raise click.UsageError(str(exc)) from None
+        raise
+    click.echo(f"scored {len(result.scores)} videos -> {result.json}, {result.parquet} and {result.jsonl} "
+               f"(qid/vid/pred_saliency_scores per 2-s clip)")
     if maps_dir is not None:
-        from hl.pipelines.stages.predict_pixel import write_map_pictures
-
-        pictures = write_map_pictures(preds, run, cache, maps_dir)
-        click.echo(f"{len(pictures)} map pictures -> {maps_dir}")
+        click.echo(f"{len(result.maps)} map pictures -> {maps_dir}")
 
 
 # -- hl highlights -------------------------------------------------------------------------------------------
@@ -526,23 +430,33 @@ def predict(run_dir, cache, out, videos, maps_dir):
 @click.option("--top", type=int, default=5, show_default=True, help="Most moments kept per video.")
 @click.option("--min-gap", type=float, default=4.0, show_default=True,
               help="Least seconds between the end of one moment and the start of the next.")
+@click.option("--relative", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Drop moments scoring below median + R x (best - median) of the video's scores "
+                   "[default: 0.55, chosen on TVSum's training videos].")
+@click.option("--min-score", type=float, default=None,
+              help="An absolute floor instead of the relative one (0 keeps the top moments whatever they score).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("highlights"), show_default=True)
 @click.option("--clips", is_flag=True, help="Cut every moment as its own file (packet copy: fast, lossless).")
 @click.option("--reencode", is_flag=True, help="With --clips: cut exactly at the moment (H.264 + AAC).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Feature cache (default OUT/cache).")
-@weights_dir_option
-@cluster_options
+@extraction_options
 @quiet_option
-def highlights(video_or_dir, run_dir, top, min_gap, out, clips, reencode, cache, weights_dir, scheduler, workers,
-               quiet):
-    """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips."""
+@log_format_option
+def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, clips, reencode, cache, quiet,
+               log_format, **extraction):
+    """The best moments of new videos: JSON, CSV, an HTML report, and clips with --clips.
+
+    The features are made as the run's were: the extraction options (those of `hl extract`) default to the
+    run's, and one that differs from what the run's features were made with is refused."""
+    if relative is not None and min_score is not None:
+        raise click.UsageError("give --relative or --min-score, not both")
 
     def echo(line: str) -> None:
-        click.echo(line, err=line.lstrip().startswith("failed:"))
+        click.echo(line, err=line.lstrip().startswith(("failed:", '{"event": "result", "message": "  failed:')))
 
     sys.exit(highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips, cache=cache,
-                                reencode=reencode, weights_dir=weights_dir, scheduler=scheduler, workers=workers,
-                                quiet=quiet, echo=echo))
+                                relative=api.DEFAULT_RELATIVE if relative is None else relative, min_score=min_score,
+                                reencode=reencode, quiet=quiet, echo=echo, log_format=log_format, **extraction))
 
 
 def highlights_command(
@@ -553,6 +467,8 @@ def highlights_command(
     out: str | Path | None = None,
     clips: bool = False,
     cache: str | Path | None = None,
+    relative: float | None = api.DEFAULT_RELATIVE,
+    min_score: float | None = None,
     reencode: bool = False,
     weights_dir: str | Path | None = None,
     scheduler: str | None = None,
@@ -560,43 +476,39 @@ def highlights_command(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
     stream=None,
+    log_format: str = "auto",
+    extractors: tuple[str, ...] | None = None,
+    segment_seconds: float | None = None,
+    segments_manifest: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
+    batch_size: int = 8,
+    random_weights: bool = False,
+    retry_failed: bool = False,
 ) -> int:
-    """Everything `hl highlights` does, with progress on `stream` (stderr) and a summary through `echo`.
-    Returns the exit status: 0, or 1 when some videos could not be scored. Raises :class:`hl.common.HLError`
-    (one line) for a bad request."""
-    from tqdm import tqdm
+    """Everything `hl highlights` does, with progress on `stream` (stderr) as `log_format` says and a summary
+    through `echo` (JSON lines with ``log_format="json"``). Returns the exit status: 0, or 1 when some videos
+    could not be scored. Raises :class:`hl.common.HLError` (one line) for a bad request."""
+    import json
 
-    from hl.pipelines.highlights import find_highlights
+    with Console(log_format, stream=stream, quiet=quiet) as console:
+        result = api.highlights(
+            video_or_dir, run, out if out is not None else "highlights", top=top, min_gap=min_gap,
+            relative=relative, min_score=min_score, clips=clips, reencode=reencode, cache=cache, extractors=extractors,
+            segment_seconds=segment_seconds, segments=segments_manifest, weights_dir=weights_dir, scheduler=scheduler,
+            workers=workers, device=device, precision=precision, batch_size=batch_size, random_weights=random_weights,
+            retry_failed=retry_failed, progress=console)
+    if console.format == "json":
+        plain_echo = echo
 
-    from .progress import ExtractProgress
-
-    stream = stream or sys.stderr
-    out = Path(out) if out is not None else Path("highlights")
-    progress = ExtractProgress(enabled=not quiet, stream=stream)
-    bar: list[tqdm] = []
-
-    def scored(video_id: str, done: int, total: int) -> None:
-        if quiet:
-            return
-        if not bar:
-            progress.close()  # the extraction bar is finished
-            bar.append(tqdm(total=total, unit="video", desc="highlights", file=stream, dynamic_ncols=True))
-        bar[0].update(1)
-
-    try:
-        result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
-                                 clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
-                                 scheduler=scheduler, workers=workers, reporter=progress.reporter(),
-                                 notice=progress.notice, on_video=scored)
-    finally:
-        progress.close()
-        for b in bar:
-            b.close()
+        def echo(line: str) -> None:
+            plain_echo(json.dumps({"event": "result", "message": line}, ensure_ascii=False))
     videos = result.videos
     if len(videos) <= 10:
         for vid, vh in videos.items():
             best = ", ".join(f"#{k + 1} {m.start:.1f}-{m.end:.1f} s ({m.score:.2f})" for k, m in enumerate(vh.moments))
-            echo(f"{vid}: {best or 'no moments'}")
+            floor = f" (floor {vh.floor:.2f})" if vh.floor is not None else ""
+            echo(f"{vid}: {best or 'no moments'}{floor}")
     ext = result.extraction
     echo(f"{len(videos)} videos scored ({len(ext.computed)} extracted, {len(ext.skipped)} from the cache), "
          f"{len(result.failed)} failed -> {result.report}")
@@ -620,19 +532,16 @@ def highlights_command(
 @seeds_option("0,1,2")
 @click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster.")
-def demo(out, videos, seconds, seeds, epochs, workers):
+@log_format_option
+def demo(out, videos, seconds, seeds, epochs, workers, log_format):
     """The whole job on generated videos: extract -> train heads -> evaluate -> highlights + report.
 
     Needs no internet and no pretrained weights (weight-free features)."""
     from .demo import run_demo
-    from .progress import ExtractProgress
 
-    progress = ExtractProgress()
-    try:
+    with Console(log_format) as console:
         run_demo(out, videos=videos, seconds=seconds, seeds=seeds, epochs=epochs, workers=workers,
-                 reporter=progress.reporter(), say=lambda line: click.echo(line, err=False))
-    finally:
-        progress.close()
+                 reporter=console.extract_reporter(), progress=console.train_progress(), say=console.result)
 
 
 if __name__ == "__main__":

@@ -81,8 +81,49 @@ def quiet_option(f):
     return click.option("--quiet", is_flag=True, help="No progress display.")(f)
 
 
+def log_format_option(f):
+    """--log-format auto|bar|plain|json (env HL_LOG_FORMAT): how progress is shown (:mod:`.progress`)."""
+    return click.option(
+        "--log-format", type=click.Choice(["auto", "bar", "plain", "json"], case_sensitive=False), default="auto",
+        envvar="HL_LOG_FORMAT", show_default=True,
+        help="Progress as bars (bar), one line per finished item plus periodic summaries (plain: for log files) "
+             "or JSON lines (json). auto: bars on a terminal, plain otherwise. Env HL_LOG_FORMAT.")(f)
+
+
 def explicit(ctx: click.Context, names) -> list[str]:
     """The options among `names` that the user gave on the command line (not left at their default)."""
     from click.core import ParameterSource
 
     return [n for n in names if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
+
+
+def extraction_options(f):
+    """Every option of `hl extract` that says how features are made, shared by every command that extracts
+    (`hl extract`, `hl highlights`): --extractors, --segment-seconds, --segments, --weights-dir, --scheduler,
+    --workers, --device, --precision, --batch-size, --random-weights, --retry-failed. `hl highlights` makes the
+    features its run was trained on: there the naming options default to the run's, and a value that differs
+    from what the run's features were made with is refused with one line."""
+    options = [
+        click.option("--extractors", type=NameList(), default=None,
+                     help="Comma-separated, e.g. i3d,pann,tased. Default: every pretrained extractor whose weights "
+                          "are present, else the weight-free stats,stats_audio (highlights: the run's)."),
+        click.option("--segment-seconds", default=None, type=float,
+                     help="Fixed window length [default: 2; highlights: the run's]."),
+        click.option("--segments", "segments_manifest", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="A manifest (Parquet) whose start/end windows replace the fixed windows for its videos."),
+        weights_dir_option,
+        cluster_options,
+        click.option("--device", default="cpu", show_default=True,
+                     help="cpu or cuda (GPU tasks carry a GPU resource)."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+                     show_default=True,
+                     help="auto: bf16 where the CPU/GPU computes it natively, else fp32 (highlights: the run's)."),
+        click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per forward pass."),
+        click.option("--random-weights", is_flag=True,
+                     help="Run pretrained extractors with random weights when theirs are absent (speed tests "
+                          "only; highlights: needed for a run trained on such features)."),
+        click.option("--retry-failed", is_flag=True, help="Try again the videos that failed before."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

@@ -9,9 +9,13 @@
    already in the cache with those features is not decoded again. A run trained on features hl cannot make (a
    release's) or whose weights are absent is refused with one line.
 2. The run scores every segment (pixel-level runs also give maps).
-3. :func:`hl.pipelines.moments.find_moments` turns scores into moments; thumbnails (and map overlays) are read
-   by frame index, clips are cut by packet copy (or re-encoded), so an hour-long video is never held in memory.
-4. ``OUT/highlights.json``, ``OUT/highlights.csv``, ``OUT/report.html`` (+ ``OUT/assets/``), ``OUT/clips/``.
+3. :func:`hl.pipelines.moments.find_moments` turns scores into moments, none below the video's floor
+   (``relative``: ``median + r * (best - median)`` of its scores, default :data:`RELATIVE`, chosen on TVSum's
+   training videos by ``benchmarks/moment_threshold.py``; or an absolute ``min_score``); thumbnails (and map
+   overlays) are read by frame index, clips are cut by packet copy (or re-encoded), so an hour-long video is
+   never held in memory.
+4. ``OUT/highlights.json`` (``{"format", "settings", "videos"}``: :func:`highlights_document`),
+   ``OUT/highlights.csv``, ``OUT/report.html`` (+ ``OUT/assets/``), ``OUT/clips/``.
 """
 from __future__ import annotations
 
@@ -34,10 +38,12 @@ from ..run import Run
 from ..stages.extract import ExtractReport, Reporter, discover_videos, run_extraction
 from ..stages.predict import predict
 from .clips import Clip, clip_suffix, cut_clip
-from .moments import Moment, find_moments
+from .moments import RELATIVE, Moment, find_moments, moment_floor
 from .report import Card, VideoEntry, grab_frames, overlay_map, save_jpeg, write_report
 
 log = logging.getLogger(__name__)
+
+FORMAT = "hl-highlights/2"
 
 
 @dataclass
@@ -49,6 +55,7 @@ class VideoHighlights:
     segments: np.ndarray  # [S, 2] seconds
     heads: str
     moments: list[Moment]
+    floor: float | None = None  # no moment scores below it (None: no floor)
     clips: list[Clip | None] = field(default_factory=list)  # one per moment when clips were asked for
     thumbnails: list[str | None] = field(default_factory=list)  # paths relative to OUT
     maps: list[str | None] = field(default_factory=list)  # map overlays (pixel-level runs), relative to OUT
@@ -65,6 +72,7 @@ class HighlightsResult:
     failed: dict[str, str]  # video id -> why it was not scored
     warnings: list[str]  # thumbnails or clips that could not be made
     extraction: ExtractReport
+    settings: dict = field(default_factory=dict)  # what chose the moments (recorded in highlights.json)
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -86,21 +94,58 @@ def run_features(run: Run) -> dict[str, FeatureOrigin]:
 def run_settings(features: dict[str, FeatureOrigin], base: RunSettings | None = None) -> RunSettings:
     """Extraction settings that reproduce the run's features: the precision its pretrained extractors ran in
     and its decoding size; device, batch size and the rest from `base`."""
+    from hl.extract.backbones import get_spec
     from hl.extract.extractors import get_extractor
 
     base = base or RunSettings()
     pretrained = [o.config for o in features.values() if get_extractor(o.extractor).needs_weights]
-    precision = pretrained[0]["precision"] if pretrained else base.precision
+    # an extractor that "auto" keeps in its own precision (the flow stream in fp32) does not set the others'
+    usual = [c for c in pretrained if not get_spec(c["backbone"]).extra.get("auto_precision")]
+    precision = (usual or pretrained)[0]["precision"] if pretrained else base.precision
+    auto = len({c["precision"] for c in pretrained}) > 1  # made under "auto": each extractor's own precision
     short_side = int(next(iter(features.values())).config.get("short_side", base.short_side))
-    return dataclasses.replace(base, precision=precision, short_side=short_side)
+    return dataclasses.replace(base, precision=precision, short_side=short_side, auto=auto)
+
+
+def check_extraction(run: Run, features: dict[str, FeatureOrigin], extractors=None, segment_seconds=None,
+                     precision: str | None = None, allow_random_weights: bool = False) -> list[str]:
+    """Refuse, with a one-line HLError, extraction options that would make other features than the run's; returns
+    the notices to show (random weights in use)."""
+    from hl.extract.extractors import get_extractor
+
+    names = list(features)
+    if extractors is not None and sorted(extractors) != sorted(names):
+        raise HLError(f"--extractors {','.join(extractors) or '(none)'}: the run {run.path} reads {','.join(names)} "
+                      f"features; leave --extractors out (the run's are used) or give exactly those")
+    seconds = run.segment_seconds
+    if segment_seconds is not None and abs(float(segment_seconds) - seconds) > 1e-9:
+        raise HLError(f"--segment-seconds {segment_seconds:g}: the run {run.path} was trained on {seconds:g}-s "
+                      f"segments; leave --segment-seconds out or give {seconds:g}")
+    pretrained = {n: o for n, o in features.items() if get_extractor(o.extractor).needs_weights}
+    if precision not in (None, "auto"):
+        for n, o in pretrained.items():
+            made = o.config.get("precision")
+            if made != precision:
+                raise HLError(f"--precision {precision}: the run's {n} features were made in {made}; leave "
+                              f"--precision out (the run's is used) or give {made}")
+    random = [n for n, o in pretrained.items() if o.weights_hash == "none"]
+    if random and not allow_random_weights:
+        raise HLError(f"the run {run.path} was trained on {', '.join(random)} features made with random weights "
+                      f"(speed tests only); give --random-weights to make the same for new videos")
+    return [f"RANDOM WEIGHTS FOR {n}: as the run's features were made; meaningless except for speed tests."
+            for n in random]
 
 
 # -- the work --------------------------------------------------------------------------------------------
-def _check(top: int, min_gap: float, clip_mode: str) -> None:
+def _check(top: int, min_gap: float, clip_mode: str, relative: float | None, min_score: float | None) -> None:
     if int(top) != top or top < 1:
         raise HLError(f"--top must be a whole number >= 1, got {top}")
     if not min_gap >= 0:
         raise HLError(f"--min-gap must be >= 0 seconds, got {min_gap}")
+    if relative is not None and not 0.0 <= relative <= 1.0:
+        raise HLError(f"--relative must lie in [0, 1], got {relative}")
+    if min_score is not None and not np.isfinite(min_score):
+        raise HLError(f"--min-score must be a number, got {min_score}")
     if clip_mode not in ("copy", "reencode"):
         raise HLError(f"unknown clip mode {clip_mode!r} (copy, reencode)")
 
@@ -115,6 +160,7 @@ def find_highlights(
     min_gap: float = 4.0,
     merge: float = 0.5,
     max_length: float | None = 30.0,
+    relative: float | None = RELATIVE,
     min_score: float | None = None,
     clips: bool = False,
     clip_mode: str = "copy",
@@ -122,23 +168,39 @@ def find_highlights(
     scheduler: str | None = None,
     workers: int | None = None,
     settings: RunSettings | None = None,
+    extractors: list[str] | tuple[str, ...] | None = None,
+    segment_seconds: float | None = None,
+    precision: str | None = None,
+    allow_random_weights: bool = False,
+    retry_failed: bool = False,
+    manifest=None,
     reporter: Reporter | None = None,
     notice: Callable[[str], None] | None = None,
     on_video: Callable[[str, int, int], None] | None = None,
 ) -> HighlightsResult:
     """Find the best moments of every video in `videos` (a file or a folder, searched recursively) with the
     trained `run`, and write them to `out`. Raises :class:`HLError` for a bad request; a video that cannot be
-    decoded is reported in ``result.failed`` and does not stop the others. `settings` give the device and batch
-    size; the precision and decoding size are the run's."""
-    _check(top, min_gap, clip_mode)
+    decoded is reported in ``result.failed`` and does not stop the others. No moment scores below the video's
+    floor: `min_score` when given, else ``median + relative * (best - median)`` of its scores (``relative=None``:
+    no floor).
+
+    The extraction options are those of `hl extract` (:func:`run_extraction`): `settings` give the device and
+    batch size; the features are the run's (:func:`check_extraction`), so `extractors`, `segment_seconds` and
+    `precision` may only repeat what the run's features were made with (None: the run's), and a run trained on
+    random-weight features needs `allow_random_weights`. `manifest` gives its videos their own windows."""
+    _check(top, min_gap, clip_mode, relative, min_score)
+    if min_score is not None:
+        relative = None  # an absolute floor replaces the relative one
     out = Path(out)
     cache = Path(cache) if cache is not None else out / "cache"
     run = run if isinstance(run, Run) else Run.open(run)
     features = run_features(run)
     names = list(features)
     say = notice or (lambda line: log.warning("%s", line))
+    for line in check_extraction(run, features, extractors, segment_seconds, precision, allow_random_weights):
+        say(line)
     segment_seconds = run.segment_seconds
-    if run.config.segments["rule"] != "fixed":
+    if run.config.segments["rule"] != "fixed" and manifest is None:
         say(f"the run was trained on the manifest's own windows; new videos get fixed {segment_seconds:g}-s windows "
             "(their median length)")
     items = discover_videos(videos)
@@ -148,7 +210,8 @@ def find_highlights(
     out.mkdir(parents=True, exist_ok=True)
     extraction = run_extraction(items, cache, names, segment_seconds=segment_seconds, weights_dir=weights_dir,
                                 scheduler=scheduler, workers=workers, settings=run_settings(features, settings),
-                                reporter=reporter, notice=say, require=features)
+                                manifest=manifest, retry_failed=retry_failed, reporter=reporter, notice=say,
+                                require=features)
 
     store = FeatureStore(cache)
     failed: dict[str, str] = {}
@@ -172,8 +235,10 @@ def find_highlights(
         scores = np.asarray(p["scores"], dtype=np.float32)
         segments = np.asarray(p["segments"], dtype=np.float64)
         moments = find_moments(scores, segments, top=top, min_gap=min_gap, duration=duration, merge=merge,
-                               max_length=max_length, min_score=min_score)
-        vh = VideoHighlights(vid, paths[vid], duration, scores, segments, str(p.get("heads", "")), moments)
+                               max_length=max_length, min_score=min_score, relative=relative)
+        inside = np.clip(segments, 0.0, duration)
+        floor = moment_floor(scores[inside[:, 1] > inside[:, 0]], relative, min_score)
+        vh = VideoHighlights(vid, paths[vid], duration, scores, segments, str(p.get("heads", "")), moments, floor)
         _forget_old_files(out, vid)
         _pictures(vh, out, p.get("maps"), p.get("times"), p.get("view"), warnings)
         if clips:
@@ -182,12 +247,23 @@ def find_highlights(
         if on_video is not None:
             on_video(vid, done, len(ok))
 
-    json_path, csv_path = write_tables(results, out)
+    chosen = {"run": str(run.path), "top": top, "min_gap": min_gap, "merge": merge, "max_length": max_length,
+              "relative": relative, "min_score": min_score, "segment_seconds": segment_seconds, "features": names}
+    json_path, csv_path = write_tables(results, out, chosen)
     details = {"run": str(run.path), "top": top, "min gap": f"{min_gap:g} s", "segments": f"{segment_seconds:g} s",
-               "features": "+".join(names)}
+               "features": "+".join(names), "floor": floor_rule(relative, min_score)}
     entries = [_entry(vh) for vh in results.values()]
     report = write_report(entries, out, title=f"Highlights — {run.name}", details=details, failed=failed)
-    return HighlightsResult(out, cache, json_path, csv_path, report, results, failed, warnings, extraction)
+    return HighlightsResult(out, cache, json_path, csv_path, report, results, failed, warnings, extraction, chosen)
+
+
+def floor_rule(relative: float | None, min_score: float | None) -> str:
+    """The floor in words, e.g. ``median + 0.5 x (best - median)``."""
+    if min_score is not None:
+        return f"score >= {min_score:g}"
+    if relative is None:
+        return "none"
+    return f"median + {relative:g} x (best - median) of each video's scores"
 
 
 def _forget_old_files(out: Path, video_id: str) -> None:
@@ -259,8 +335,9 @@ def _clip_rel(clip: Clip | None) -> str | None:
 
 
 def moment_records(results: dict[str, VideoHighlights]) -> dict[str, list[dict]]:
-    """{video_id: [{rank, start, end, score, mean_score, peak_time, segments, thumbnail, clip?}]}, paths
-    relative to OUT; ``clip`` holds the times actually cut."""
+    """{video_id: [{rank, start, end, score, mean_score, peak_time, segments, score_rank, percentile, thumbnail,
+    clip?}]}, paths relative to OUT; ``clip`` holds the times actually cut. ``rank`` orders the moments,
+    ``score_rank`` and ``percentile`` place the moment's score among the video's segment scores."""
     out = {}
     for vid, vh in results.items():
         rows = []
@@ -276,10 +353,29 @@ def moment_records(results: dict[str, VideoHighlights]) -> dict[str, list[dict]]
     return out
 
 
-CSV_COLUMNS = ["video_id", "rank", "start", "end", "score", "mean_score", "peak_time", "segments", "source",
-               "thumbnail", "clip", "clip_start", "clip_end", "clip_mode"]
+def highlights_document(results: dict[str, VideoHighlights], settings: dict | None = None) -> dict:
+    """What OUT/highlights.json holds::
+
+        {"format": "hl-highlights/2",
+         "settings": {"run", "top", "min_gap", "merge", "max_length", "relative", "min_score", ...},
+         "videos": {video_id: {"source", "duration", "segments", "median", "best", "floor",
+                               "moments": [see moment_records]}}}
+
+    ``floor`` is the least score a listed moment may have (null: none); ``median`` and ``best`` are those of the
+    video's segment scores."""
+    records = moment_records(results)
+    videos = {}
+    for vid, vh in results.items():
+        s = np.asarray(vh.scores, dtype=np.float64)
+        videos[vid] = {"source": vh.path, "duration": round(vh.duration, 3), "segments": len(s),
+                       "median": round(float(np.median(s)), 6) if len(s) else None,
+                       "best": round(float(s.max()), 6) if len(s) else None,
+                       "floor": None if vh.floor is None else round(vh.floor, 6), "moments": records[vid]}
+    return {"format": FORMAT, "settings": dict(settings or {}), "videos": videos}
 
 
+CSV_COLUMNS = ["video_id", "rank", "start", "end", "score", "mean_score", "peak_time", "segments", "score_rank",
+               "percentile", "floor", "source", "thumbnail", "clip", "clip_start", "clip_end", "clip_mode"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -291,13 +387,15 @@ def csv_cell(value):
     return value
 
 
-def write_tables(results: dict[str, VideoHighlights], out: str | Path) -> tuple[Path, Path]:
-    """OUT/highlights.json (see :func:`moment_records`) and OUT/highlights.csv (one row per moment; text cells
-    that would start a spreadsheet formula are prefixed with an apostrophe, see :func:`csv_cell`; the JSON keeps
-    every value as it is)."""
+def write_tables(results: dict[str, VideoHighlights], out: str | Path, settings: dict | None = None
+                 ) -> tuple[Path, Path]:
+    """OUT/highlights.json (see :func:`highlights_document`) and OUT/highlights.csv (one row per moment; text
+    cells that would start a spreadsheet formula are prefixed with an apostrophe, see :func:`csv_cell`; the JSON
+    keeps every value as it is)."""
     out = Path(out)
     records = moment_records(results)
-    json_path = write_text(out / "highlights.json", json.dumps(records, indent=1, ensure_ascii=False))
+    doc = highlights_document(results, settings)
+    json_path = write_text(out / "highlights.json", json.dumps(doc, indent=1, ensure_ascii=False))
     csv_path = out / "highlights.csv"
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
@@ -305,11 +403,13 @@ def write_tables(results: dict[str, VideoHighlights], out: str | Path) -> tuple[
         for vid, rows in records.items():
             for r in rows:
                 clip = r.get("clip") or {}
-                row = {"video_id": vid, "rank": r["rank"], "start": r["start"], "end": r["end"],
-                       "score": r["score"], "mean_score": r["mean_score"], "peak_time": r["peak_time"],
-                       "segments": " ".join(map(str, r["segments"])), "source": results[vid].path,
-                       "thumbnail": r["thumbnail"] or "", "clip": clip.get("path", ""),
-                       "clip_start": clip.get("start", ""), "clip_end": clip.get("end", ""),
-                       "clip_mode": clip.get("mode", "")}
-                w.writerow({k: csv_cell(v) for k, v in row.items()})
+                floor = doc["videos"][vid]["floor"]
+                w.writerow({k: csv_cell(v) for k, v in {
+                    "video_id": vid, "rank": r["rank"], "start": r["start"], "end": r["end"],
+                    "score": r["score"], "mean_score": r["mean_score"], "peak_time": r["peak_time"],
+                    "segments": " ".join(map(str, r["segments"])), "score_rank": r["score_rank"],
+                    "percentile": r["percentile"], "floor": "" if floor is None else floor,
+                    "source": results[vid].path, "thumbnail": r["thumbnail"] or "", "clip": clip.get("path", ""),
+                    "clip_start": clip.get("start", ""), "clip_end": clip.get("end", ""),
+                    "clip_mode": clip.get("mode", "")}.items()})
     return json_path, csv_path

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hl.common import HLError, one_line
+from hl.common import HLError, StorageError, one_line
 from hl.extract import segments as seg
 from hl.extract.decode import VideoSource
 from hl.extract.extractors import (
@@ -35,7 +35,6 @@ from hl.extract.extractors import (
 from hl.extract.weights import weights_hash
 
 from ..cache import FeatureOrigin, FeatureStore, config_hash, fingerprint
-from ..cache.store import UnitLookup
 from ..cluster import host_threads, run_tasks
 
 log = logging.getLogger(__name__)
@@ -69,6 +68,7 @@ class VideoOutcome:
     segments: int = 0
     seconds: float = 0.0
     extractors: list[str] = field(default_factory=list)
+    stop: bool = False  # the cache cannot be written: the run ends (error says why)
 
 
 @dataclass
@@ -94,7 +94,7 @@ class ExtractReport:
 def discover_videos(root: str | Path) -> list[VideoItem]:
     """Video files under `root` (recursively, hidden files skipped). The id is the path relative to `root`
     without extension, so equal names in different sub-folders stay distinct."""
-    root = Path(root)
+    root = Path(os.path.abspath(root))  # the paths go to workers, which may run in another directory
     if root.is_file():
         return [VideoItem(root.stem, str(root))]
     if not root.is_dir():
@@ -133,7 +133,7 @@ def plan_extractors(names: Iterable[str] | None, weights_dir: str | Path | None,
     notices: list[str] = []
     if names is None:
         chosen = [d.name for d in EXTRACTORS.values()
-                  if d.needs_weights and d.sampling != "window" and weights_for(d, weights_dir)]
+                  if d.needs_weights and d.default and d.sampling != "window" and weights_for(d, weights_dir)]
         if not chosen:
             chosen = list(WEIGHT_FREE)
             notices.append(
@@ -203,7 +203,16 @@ def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, setti
                   segment_seconds: float, retry_failed: bool = False,
                   torch_threads: int | dict[str, int] = 1) -> VideoOutcome:
     """Extract every planned unit of one video that the cache lacks; record failures as index rows.
-    Never raises for a bad video: the outcome says what happened."""
+    Never raises for a bad video: the outcome says what happened. When the cache cannot be written (full,
+    read-only) the outcome says so with ``stop``: the driver ends the run with that one line."""
+    try:
+        return _process_video(item, plans, cache_root, settings, segment_seconds, retry_failed, torch_threads)
+    except StorageError as exc:
+        return VideoOutcome(item.video_id, item.path, "failed", error=str(exc), stop=True)
+
+
+def _process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, settings: RunSettings,
+                   segment_seconds: float, retry_failed: bool, torch_threads: int | dict[str, int]) -> VideoOutcome:
     t_start = time.perf_counter()
     store = FeatureStore(cache_root)
     _set_threads(torch_threads)
@@ -260,11 +269,11 @@ def process_video(item: VideoItem, plans: list[UnitPlan], cache_root: str, setti
                         extractors=[p.extractor.name for p, _ in todo])
 
 
-def pending_units(store: FeatureStore | UnitLookup, item: VideoItem, plans: list[UnitPlan], fp: str, spec: str,
+def pending_units(store: FeatureStore, item: VideoItem, plans: list[UnitPlan], fp: str, spec: str,
                   settings: RunSettings, retry_failed: bool,
                   hashes: dict | None = None) -> list[tuple[UnitPlan, str]]:
-    """The (plan, config hash) pairs of `item` that the cache does not hold yet. `store` may be a
-    :class:`UnitLookup` (the index read once, for many videos); `hashes` keeps config hashes across calls."""
+    """The (plan, config hash) pairs of `item` that the cache does not hold yet; `hashes` keeps config hashes
+    across calls."""
     todo = []
     hashes = {} if hashes is None else hashes
     for p in plans:
@@ -283,20 +292,30 @@ def plan_videos(store: FeatureStore, items: list[VideoItem], plans: list[UnitPla
     """Split `items` into (to extract, already cached) reading the index once. A video whose fingerprint
     cannot be taken is to extract (its worker records why). `fingerprints` ({path: fingerprint}) spares
     re-reading files whose fingerprint is known."""
-    lookup = store.lookup([p.extractor.name for p in plans])
     hashes: dict = {}
-    todo, cached = [], []
+    fps: list[str | None] = []
     for item in items:
         try:
-            fp = fingerprints[item.path] if fingerprints and item.path in fingerprints else fingerprint(item.path)
+            fps.append(fingerprints[item.path] if fingerprints and item.path in fingerprints
+                       else fingerprint(item.path))
         except OSError:
-            todo.append(item)
-            continue
-        spec = _segment_spec(item, segment_seconds)
-        if pending_units(lookup, item, plans, fp, spec, settings, retry_failed, hashes):
-            todo.append(item)
-        else:
-            cached.append(item)
+            fps.append(None)  # to extract: its worker records why
+    specs = [_segment_spec(item, segment_seconds) for item in items]
+    one_spec = len(set(specs)) == 1  # fixed windows: one config hash per extractor
+    ids = [item.video_id for item in items]
+    known_fps = [fp or "" for fp in fps]
+    done = np.array([fp is not None for fp in fps], dtype=bool)
+    for p in plans:
+        def chash(spec: str, p: UnitPlan = p) -> str:
+            if (p.extractor.name, spec) not in hashes:
+                hashes[p.extractor.name, spec] = config_hash(extractor_config(p.extractor, settings, spec))
+            return hashes[p.extractor.name, spec]
+
+        chashes = chash(specs[0]) if one_spec else [chash(spec) for spec in specs]
+        done &= store.done_units(p.extractor.name, ids, known_fps, chashes, p.weights_hash,
+                                 include_failed=not retry_failed)
+    todo = [item for item, d in zip(items, done) if not d]
+    cached = [item for item, d in zip(items, done) if d]
     return todo, cached
 
 
@@ -399,9 +418,9 @@ def run_extraction(
     notices = [slow, *notices] if slow else notices
     for line in notices if notice is not None else ():
         notice(line)
-    store = FeatureStore(out)
-    store.root.mkdir(parents=True, exist_ok=True)
-    store.clean_stale()
+    store = FeatureStore(os.path.abspath(out))  # workers may run in another directory
+    if not store.root.exists():
+        store.check_writable()
     if not items:
         return ExtractReport([], notices + [f"no video files found in {videos}"], time.perf_counter() - t0)
 
@@ -413,8 +432,10 @@ def run_extraction(
         outcomes.append(VideoOutcome(item.video_id, item.path, "skipped",
                                      extractors=[p.extractor.name for p in plans]))
         reporter.video_done(outcomes[-1], len(outcomes), len(items))
-    if not todo_items:
+    if not todo_items:  # nothing to write: a read-only cache serves
         return ExtractReport(outcomes, notices, time.perf_counter() - t0)
+    store.check_writable()  # a read-only or full cache: one line now, not one failure per video
+    store.clean_stale()
 
     gpu = settings.device.startswith("cuda")
     cores = os.cpu_count() or 1
@@ -425,6 +446,8 @@ def run_extraction(
         return VideoOutcome(item.video_id, item.path, "failed", error=f"{item.path}: worker error: {one_line(exc)}")
 
     def finished(outcome: VideoOutcome, done: int, total: int) -> None:
+        if outcome.stop:  # the cache cannot take more: every other video would fail the same
+            raise StorageError(outcome.error)
         outcomes.append(outcome)
         reporter.video_done(outcome, len(outcomes), len(items))
 
@@ -435,6 +458,7 @@ def run_extraction(
                                                                            event[1]["fraction"])},
               on_error=worker_error)
     compact_index(store, notices)
+    store.clean_stale()  # what a worker killed mid-write left
     order = {i.video_id: k for k, i in enumerate(items)}
     outcomes.sort(key=lambda o: order[o.video_id])
     return ExtractReport(outcomes, notices, time.perf_counter() - t0)
@@ -445,8 +469,8 @@ def compact_index(store: FeatureStore, notices: list[str]) -> None:
     (another run ending) does it instead."""
     try:
         store.compact()
-    except HLError as exc:
-        notices.append(f"index not compacted now: {exc}")
+    except (HLError, OSError) as exc:
+        notices.append(f"index not compacted now: {exc if isinstance(exc, HLError) else one_line(exc)}")
 
 
 def _cuda_count() -> int:

@@ -20,6 +20,7 @@ of epochs; every seed is reported.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -31,7 +32,15 @@ import torch
 
 from hl.common import HLError
 from hl.heads.pixel_decoder import PixelDistinction, PixelFitConfig, fit_decoder, save_pixel_head
-from hl.heads.pixel_labels import NORMS, beta_for, fit_to_output, frame_segments, pseudo_labels
+from hl.heads.pixel_labels import (
+    MIN_LABELLED_FRAMES,
+    NORMS,
+    beta_for,
+    default_beta,
+    fit_to_output,
+    frame_segments,
+    pseudo_labels,
+)
 
 from ..cache import FeatureStore
 from ..cluster import run_tasks
@@ -39,7 +48,7 @@ from ..run import JOINT, Run, RunConfig, feature_origins, segment_windows
 from .evaluate import VideoLabels, evaluate_scores, manifest_labels
 from .feature_choice import pixel_sources
 from .predict_pixel import score_video
-from .train_segment import domain_manifest, read_manifest_at, resolve_domains
+from .train_segment import absolute_paths, domain_manifest, read_manifest_at, resolve_domains
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +211,7 @@ def load_pixel_videos(store: FeatureStore, manifest: pd.DataFrame, spec: PixelTr
     """PixelVideos of the manifest's videos in `splits` whose maps are cached. Returns (videos, missing ids,
     the saliency extractor used)."""
     labelled = [v for v in manifest_labels(manifest) if v.split in splits]
+    spec, _ = with_cached_sources(spec, store, sorted({v.video_id for v in labelled}))
     present = [v for v in labelled if store.has(v.video_id, spec.maps_name)]
     missing = sorted({v.video_id for v in labelled} - {v.video_id for v in present})
     saliency = choose_saliency(store, [v.video_id for v in present], spec.saliency) \
@@ -213,10 +223,44 @@ def load_pixel_videos(store: FeatureStore, manifest: pd.DataFrame, spec: PixelTr
     segs = {vid: rows.sort_values("segment")[["start", "end"]].to_numpy(np.float64)
             for vid, rows in manifest.groupby("video_id")}
     view = map_view(spec.backbone)
+    size = saliency_size(store, present[0].video_id, saliency) if saliency is not None and present else None
     videos = [load_pixel_video(store, v, segs[v.video_id], spec.maps_name, saliency,
-                               beta_for(v.domain, spec.beta), spec.saliency_norm, view, out_size)
+                               label_beta(spec, saliency, v.domain, size)[0], spec.saliency_norm, view, out_size)
               for v in present]
     return videos, missing, saliency
+
+
+def saliency_size(store: FeatureStore, video_id: str, saliency: str) -> tuple[int, int]:
+    """(H, W) of a video's cached saliency maps."""
+    import h5py
+
+    with h5py.File(store.feature_path(video_id, saliency), "r") as f:
+        return tuple(int(x) for x in f["maps"].shape[1:3])
+
+
+def label_beta(spec: PixelTrainSpec, saliency: str | None, domain: str, map_size: tuple[int, int] | None
+               ) -> tuple[float, str]:
+    """The threshold labelling `domain`'s frames and where it comes from: the spec's, else the default for the
+    saliency at hand (:func:`hl.heads.pixel_labels.default_beta`)."""
+    if spec.beta is not None:
+        return beta_for(domain, spec.beta), "given"
+    if saliency is None or map_size is None:
+        return beta_for(domain), "paper"
+    return default_beta(saliency, domain, map_size, spec.saliency_norm)
+
+
+def check_labels(videos: list[PixelVideo], saliency: str | None, beta_rule: str) -> None:
+    """Stop with an HLError when (nearly) every highlight frame's pseudo label is all zero: the threshold does
+    not suit these saliency maps and the decoder would learn nothing but zeros."""
+    labelled = [v.labels.reshape(len(v.labels), -1).any(axis=1) for v in videos if v.labels is not None]
+    frames = sum(len(x) for x in labelled)
+    if saliency is None or frames == 0:
+        return
+    share = sum(int(x.sum()) for x in labelled) / frames
+    if share < MIN_LABELLED_FRAMES:
+        raise HLError(f"pseudo labels are empty on {1 - share:.0%} of the {frames} highlight frames ({saliency} "
+                      f"saliency, beta {beta_rule}): the threshold does not suit these maps; give a lower --beta "
+                      "(or --saliency-norm max with a beta in [0, 1])")
 
 
 def maps_shape(store: FeatureStore, video_id: str, maps_name: str) -> tuple[int, ...]:
@@ -347,6 +391,10 @@ def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int,
     train, _, saliency = load_pixel_videos(store, manifest, spec, out_size, splits=("train",))
     if not train:
         raise HLError(f"domain {domain!r}: no training videos with cached {spec.maps_name!r} maps")
+    if spec.spatial and saliency is not None:
+        size = saliency_size(store, train[0].video_id, saliency)
+        beta, rule = label_beta(spec, saliency, domain, size)
+        check_labels(train, saliency, f"{beta:.3g}, {rule}")
     fit = spec.fit_config()
     t_load = time.perf_counter()
     bank = FrameBank(store, train, spec.maps_name, in_shape, out_size, fit.batch_size,
@@ -404,6 +452,7 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
     The encoder maps and saliency the spec leaves open are chosen from the cache (`notice` receives the line
     saying which). Tasks run on a local cluster of `workers` processes (default one: one copy of the maps in
     memory) or on `scheduler`. Returns the metrics table (also RUN/metrics.parquet)."""
+    spec, run_dir = absolute_paths(spec), os.path.abspath(run_dir)  # workers may run in another directory
     manifest = read_manifest_at(spec.manifest_path)
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)
@@ -421,6 +470,11 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
                     ", ".join(missing[:5]))
     present = [v for v in ids if v not in missing]
     saliency = choose_saliency(store, present, spec.saliency) if spec.spatial else None
+    with_saliency = [v for v in present if saliency is not None and store.has(v, saliency)]
+    size = saliency_size(store, with_saliency[0], saliency) if with_saliency else None
+    if spec.spatial and spec.beta is None and saliency is not None and notice is not None:
+        beta, rule = label_beta(spec, saliency, domains[0], size)
+        notice(f"pseudo-label threshold: beta {beta:.3g} ({rule})")
     in_shape = maps_shape(store, present[0], spec.maps_name)
     out_size = PixelDistinction.output_size(spec.backbone, in_shape)
     trained_on = sorted(set(manifest.loc[manifest["split"] == "train", "video_id"]) & set(present))
@@ -433,7 +487,9 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
         head={"decoder": {"backbone": spec.backbone, "in_shape": list(in_shape), "out_size": list(out_size),
                           "view": list(map_view(spec.backbone)), "widths": list(spec.widths or ())},
               "labels": {"saliency": saliency, "saliency_norm": spec.saliency_norm, "ablate": spec.ablate,
-                         "beta": {d: beta_for(d, spec.beta) for d in domains} if spec.spatial else None},
+                         "beta": {d: label_beta(spec, saliency, d, size)[0] for d in domains} if spec.spatial
+                         else None,
+                         "beta_rule": label_beta(spec, saliency, domains[0], size)[1] if spec.spatial else None},
               "fit": spec.fit_config().to_dict()},
         training={"spec": asdict(spec), "missing_videos": missing, "inputs_chosen": chosen},
     ))

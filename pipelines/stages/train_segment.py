@@ -84,6 +84,13 @@ class LabelledVideo:
         return self.labels.split
 
 
+def absolute_paths(spec):
+    """`spec` with its cache and manifest paths made absolute: the tasks run on workers whose working directory
+    is not the caller's."""
+    return replace(spec, cache=os.path.abspath(spec.cache),
+                   manifest=os.path.abspath(spec.manifest) if spec.manifest else spec.manifest)
+
+
 def read_manifest_at(path: Path) -> pd.DataFrame:
     from hl.data_manifests.schema import read_manifest, validate
 
@@ -304,6 +311,7 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
     if spec.ridge and (spec.track_test or spec.val_fraction > 0):
         raise HLError("the ridge model has no epochs: it takes neither --track-test nor --val-fraction (it chooses "
                       "its alpha by validation on the training videos itself)")
+    spec, run_dir = absolute_paths(spec), os.path.abspath(run_dir)  # workers may run in another directory
     manifest = read_manifest_at(spec.manifest_path)
     store = FeatureStore(spec.cache)
     domains = resolve_domains(manifest, spec.domains)

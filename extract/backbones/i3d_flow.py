@@ -1,0 +1,112 @@
+"""I3D's optical-flow stream fed from decoded frames: the ``i3d_flow`` extractor.
+
+The recipe is kinetics-i3d's (deepmind/kinetics-i3d README, "For the Flow stream"): frames resized like the RGB
+stream's (short side 256, bilinear), converted to greyscale, optical flow between consecutive frames, "pixel
+values are truncated to the range [-20, 20], then rescaled between -1 and 1. We only use the first two output
+dimensions, and apply the same cropping as for RGB" (the centre 224 x 224). pytorch-i3d's flow checkpoints
+(flow_imagenet.pt, flow_charades.pt) take that [B, 2, T, 224, 224] input, channel 0 = x, 1 = y.
+
+Here a clip is ``clip_frames`` = 33 frames sampled over the segment (one more than the RGB stream's 32, so that
+it gives 32 flow fields between consecutive sampled frames: the flow at the clip's own frame rate). The flow is
+computed on the resized frames whole and cropped afterwards, as the recipe crops flow, not frames. The rgb and
+flow extractors of a run read the same decoded frames (one decoding pass; hl.extract.extractors).
+
+:class:`I3DFlowFromFrames` is pytorch-i3d's ``InceptionI3d(in_channels=2)`` (the same parameter names and
+shapes: the public flow checkpoints load unchanged) with a flow model in front. The flow model here is the
+weight-free ``horn_schunck`` (hl.extract.backbones.flow): it has no parameters, so the state dict is exactly
+the I3D flow checkpoint's. It always runs in float32 (autocast off); the I3D part follows the run's precision.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._registry import BackboneSpec, ExtractorDef, as_uint8_video, register
+from .flow import create_flow, to_i3d_flow
+from .i3d import _COMMON, CROP, FLOW_CHARADES, FLOW_IMAGENET, InceptionI3d, resized_size
+
+CLIP_FRAMES = 33  # 32 flow fields
+FLOW_PAIRS_PER_PASS = 32  # frame pairs the flow model solves at once (bounds its intermediates)
+
+
+class I3DFlowFromFrames(InceptionI3d):
+    """Grey frames [B, 1, T + 1, H, W] in [0, 1] -> flow between consecutive frames -> I3D flow feature [B, 1024]."""
+
+    def __init__(self, flow: str = "horn_schunck", crop: int = CROP):
+        super().__init__(in_channels=2)
+        self.flow_name, self.crop = flow, crop
+        flow_model = create_flow(flow)
+        if any(True for _ in flow_model.parameters()) or any(True for _ in flow_model.buffers()):
+            raise ValueError(f"flow model {flow!r} has weights: it cannot share the I3D flow checkpoint's state dict")
+        object.__setattr__(self, "flow_model", flow_model)  # not a submodule: nothing of it in the state dict
+
+    def flow(self, frames: Tensor) -> Tensor:
+        """[B, 1, T + 1, H, W] -> I3D's flow input [B, 2, T, crop, crop] in [-1, 1] (float32)."""
+        b, _, t1, h, w = frames.shape
+        if t1 < 2:
+            raise ValueError(f"the flow stream needs at least 2 frames per clip, got {t1}")
+        x = frames[:, 0].float()
+        prev = x[:, :-1].reshape(-1, 1, h, w)
+        nxt = x[:, 1:].reshape(-1, 1, h, w)
+        top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+        out = torch.empty(prev.shape[0], 2, min(h, self.crop), min(w, self.crop), dtype=torch.float32,
+                          device=frames.device)
+        for i in range(0, prev.shape[0], FLOW_PAIRS_PER_PASS):
+            j = i + FLOW_PAIRS_PER_PASS
+            field = self.flow_model(prev[i:j], nxt[i:j])
+            out[i:j] = to_i3d_flow(field[:, :, top:top + self.crop, left:left + self.crop])
+        return out.reshape(b, t1 - 1, 2, *out.shape[-2:]).permute(0, 2, 1, 3, 4)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        with torch.autocast(device_type=frames.device.type, enabled=False):
+            flow = self.flow(frames)
+        if frames.device.type == "cpu":
+            flow = flow.contiguous(memory_format=torch.channels_last_3d)
+        return super().forward(flow)
+
+
+def preprocess_grey(frames: Any, *, chunk: int = 8) -> Tensor:
+    """uint8 RGB frames [N, T, H, W, 3] -> grey [N, 1, T, H', W'] float32 in [0, 1], resized as the RGB stream's
+    frames (short side 256, bilinear, antialiased; not cropped: the flow is cropped)."""
+    frames = as_uint8_video(frames)
+    n, t, h, w, _ = frames.shape
+    if min(h, w) == 0:
+        raise ValueError(f"frames have an empty side: {h}x{w}")
+    size = resized_size(h, w)
+    flat = frames.reshape(n * t, h, w, 3)
+    out = torch.empty(n * t, 1, *size, dtype=torch.float32)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1) / 255.0  # ITU-R BT.601 luma, as OpenCV
+    for start in range(0, n * t, chunk):
+        x = flat[start:start + chunk].permute(0, 3, 1, 2).float()
+        if tuple(size) != (h, w):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        out[start:start + chunk] = (x * weights).sum(1, keepdim=True).clamp_(0.0, 1.0)
+    return out.reshape(n, t, 1, *size).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def _flow_spec(name: str, extractor: str, flow: str, description: str, default: bool) -> BackboneSpec:
+    return BackboneSpec(
+        name=name,
+        build=partial(I3DFlowFromFrames, flow=flow),
+        preprocess=preprocess_grey,
+        frame_size=resized_size,
+        weights=(FLOW_IMAGENET, FLOW_CHARADES),
+        extractors=(ExtractorDef(extractor, name, "segment", description=description, default=default),),
+        notes=f"I3D flow stream from frames: grey, {flow} flow between consecutive sampled frames, truncated to "
+        "[-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment.",
+        # 33 frames over a 2-s segment; the flow model is part of what the feature depends on (its config)
+        **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": CLIP_FRAMES / 2.0,
+           # bf16 I3D on flow input: cosine 0.991 against fp32 (BENCHMARKS.md): "auto" keeps fp32
+           "extra": {**_COMMON["extra"], "flow": flow, "auto_precision": "fp32"}},
+    )
+
+
+register(_flow_spec("i3d_flow_frames", "i3d_flow", "horn_schunck",
+                    "I3D optical-flow stream on flow computed from the frames (Horn-Schunck), 1024-d", True))
+# the original recipe's TV-L1 (OpenCV contrib, optional): faithful, slow; never picked by default
+register(_flow_spec("i3d_flow_tvl1_frames", "i3d_flow_tvl1", "tvl1",
+                    "I3D optical-flow stream on TV-L1 flow (OpenCV contrib), 1024-d", False))
