@@ -99,7 +99,7 @@ def test_prefetcher_close_stops_a_producer_that_is_ahead():
 # What one grey level of input changes in each backbone's preprocessed values.
 _LEVEL = {"c3d": 1.0, "c3d_maps": 1.0, "c3d_maps_static": 1.0, "r3d34": 1.0, "i3d": 2 / 255, "tased": 2 / 255,
           "tased_maps": 2 / 255, "tased_maps_static": 2 / 255,
-          "stats": 1 / 255, "motion_saliency": 1 / 255}
+          "stats": 1 / 255, "motion_saliency": 1 / 255, "i3d_flow_frames": 1 / 255, "i3d_flow_tvl1_frames": 1 / 255}
 
 
 @pytest.mark.parametrize("backbone", sorted(b for b in list_backbones() if get_spec(b).frame_size is not None))

@@ -157,10 +157,6 @@ def test_floor_options_through_the_cli(found, tmp_path):
     from click.testing import CliRunner
 
     from hl.pipelines.cli import main
-    from hl.pipelines.cli.main import DEFAULT_RELATIVE
-    from hl.pipelines.highlights.moments import RELATIVE
-
-    assert DEFAULT_RELATIVE == RELATIVE
     base = [str(found.trained.new_videos), "--run", str(found.trained.run), "--cache", str(found.result.cache),
             "--top", "8", "--min-gap", "0", "--quiet"]
     docs = {}

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from hl import api
+
 from .options import (
     Group,
     NameList,
@@ -48,22 +50,12 @@ def main(verbose: bool) -> None:
 def extract(videos, out, extractors, segment_seconds, segments_manifest, weights_dir, scheduler, workers, device,
             precision, batch_size, random_weights, retry_failed, quiet, log_format):
     """Decode every video once and cache its features (HDF5 + a Parquet index)."""
-    from hl.extract.extractors import RunSettings
-    from hl.pipelines.stages.extract import run_extraction
-
-    manifest = None
-    if segments_manifest is not None:
-        from hl.data_manifests.schema import read_manifest
-
-        manifest = read_manifest(segments_manifest)
-    settings = RunSettings(device=device, precision=precision, batch_size=batch_size)
     with Console(log_format, quiet=quiet) as console:
-        report = run_extraction(
+        report = api.extract(
             videos, out, extractors or None, segment_seconds=2.0 if segment_seconds is None else segment_seconds,
-            manifest=manifest,
-            weights_dir=weights_dir, scheduler=scheduler, workers=workers, settings=settings,
-            allow_random_weights=random_weights, retry_failed=retry_failed, reporter=console.extract_reporter(),
-            notice=console.notice,
+            segments=segments_manifest, weights_dir=weights_dir, scheduler=scheduler, workers=workers, device=device,
+            precision=precision, batch_size=batch_size, random_weights=random_weights, retry_failed=retry_failed,
+            progress=console,
         )
     console.result(f"{len(report.computed)} extracted, {len(report.skipped)} already cached, "
                    f"{len(report.failed)} failed, in {report.wall_s:.1f} s -> {out}",
@@ -343,45 +335,23 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
     if wrong:
         names = ", ".join("--" + n.replace("_", "-") for n in wrong)
         raise click.UsageError(f"{names}: not an option of --head {head_kind}")
-    manifest = str(manifest) if manifest else None
-    common = {"cache": str(cache), "manifest": manifest, "domains": tuple(domains) or None, "seeds": seeds,
-              "joint": joint}
-    if head_kind == "pixel":
-        from hl.pipelines.stages.train_pixel import PixelTrainSpec, train_pixel
-
-        spec = PixelTrainSpec(backbone=backbone, beta=beta, saliency_norm=saliency_norm, ablate=ablate, **common,
-                              **({"epochs": epochs} if epochs else {}))
-        train = train_pixel
-    else:
-        from hl.pipelines.stages.train_segment import TrainSpec, train_heads
-
-        head: dict = {}
-        if model == "ridge":
-            wrong = explicit(ctx, ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test",
-                                   "val_fraction"))
-            if wrong:
-                names = ", ".join("--" + n.replace("_", "-") for n in wrong)
-                raise click.UsageError(f"{names}: not an option of --model ridge")
-            head, model = {"model": "ridge"}, None
-        arch = {k: v for k, v in {"model": model, "global_query": global_query, "fusion": fusion}.items() if v}
-        if arch:
-            head["arch"] = arch
-        if epochs is not None:
-            head["epochs"] = epochs
-        if no_hpcl:
-            head["w_hpcl"] = 0.0
-        if no_rank:
-            head["w_rank"] = 0.0
-        if select_final != "refit" and not select:
-            raise click.UsageError("--select-final: only with --select")
-        selection = {"final": select_final} if select else None
-        spec = TrainSpec(visual=visual, audio=audio, val_fraction=val_fraction, track_test=track_test, head=head,
-                         select=selection, **common)
-        train = train_heads
+    if model == "ridge":
+        wrong = explicit(ctx, api.RIDGE_IGNORES)
+        if wrong:
+            names = ", ".join("--" + n.replace("_", "-") for n in wrong)
+            raise click.UsageError(f"{names}: not an option of --model ridge")
+    if select_final != "refit" and not select:
+        raise click.UsageError("--select-final: only with --select")
+    given = {k: v for k, v in {"visual": visual, "audio": audio, "model": model, "global_query": global_query,
+                               "fusion": fusion, "backbone": backbone, "beta": beta, "ablate": ablate}.items()
+             if v is not None}
     with Console(log_format, quiet=quiet) as console:
-        metrics = train(spec, out, scheduler=scheduler, workers=workers, progress=console.train_progress(),
-                        notice=console.say)
-    _print_summary(metrics, console)
+        trained = api.train_head(cache, out, manifest=manifest, domains=domains, head=head_kind, epochs=epochs,
+                                 seeds=seeds, joint=joint, val_fraction=val_fraction, track_test=track_test,
+                                 select=select, select_final=select_final, no_hpcl=no_hpcl, no_rank=no_rank,
+                                 saliency_norm=saliency_norm, scheduler=scheduler, workers=workers, progress=console,
+                                 **given)
+    _print_summary(trained.metrics, console)
     console.result(f"run written to {out}", run=str(out))
 
 
@@ -414,38 +384,20 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
     """Per-domain table of the run's test metrics, mean +- std over seeds."""
     import json
 
-    from hl.pipelines.run import Run
-    from hl.pipelines.stages.evaluate import BEST_EPOCH_HEADING, evaluate_best_epoch, evaluate_run, summary_dict
+    from hl.pipelines.stages.evaluate import summary_dict
 
-    run = Run.open(run_dir)
-    best = protocol == "best-epoch"
-    if best and run.kind != "segment":
-        from hl.common import HLError
-
-        raise HLError(f"{run_dir}: --protocol best-epoch needs a segment run trained with --track-test")
-    metrics = (evaluate_best_epoch if best else evaluate_run)(run, tvsum_protocol=tvsum_protocol)
-    c = run.config
-    if run.kind == "pixel":
-        about = f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)"
-    elif c.head.get("model") == "ridge":
-        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-                 f" model ridge, alpha chosen by validation on the training videos")
-    else:
-        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-                 f" model {c.head['arch']['model']}, {c.head['epochs']} epochs"
-                 f"{' tracked, best picked on the test videos' if best else ''}")
+    result = api.evaluate(run_dir, tvsum_protocol=tvsum_protocol, protocol=protocol)
     if as_json:
         out = {"run": str(run_dir), "protocol": protocol, "tvsum_protocol": tvsum_protocol}
-        if best:
-            out["heading"] = BEST_EPOCH_HEADING
-            out["best_epochs"] = {d: {str(int(s)): int(e) for s, e in zip(g["seed"], g["epoch"])}
-                                  for d, g in metrics.groupby("domain")}
-        click.echo(json.dumps({**out, **summary_dict(metrics), "about": about}))
+        if result.heading:
+            out["heading"] = result.heading
+            out["best_epochs"] = {d: {str(s): e for s, e in seeds.items()} for d, seeds in result.best_epochs.items()}
+        click.echo(json.dumps({**out, **summary_dict(result.metrics), "about": result.about}))
         return
-    if best:
-        click.echo(f"== {BEST_EPOCH_HEADING} ==")
-    _print_summary(metrics)
-    click.echo(about)
+    if result.heading:
+        click.echo(f"== {result.heading} ==")
+    _print_summary(result.metrics)
+    click.echo(result.about)
 
 
 @main.command()
@@ -457,29 +409,21 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
               help="Pixel-level runs: write per video a PNG strip of frames with the map overlaid + the score curve.")
 def predict(run_dir, cache, out, videos, maps_dir):
     """Score the cache's videos with a trained run: {video_id: [score per segment]}."""
-    from hl.pipelines.run import Run
-    from hl.pipelines.stages.jsonl_export import write_jsonl
-    from hl.pipelines.stages.predict import predict as predict_run
-    from hl.pipelines.stages.predict import write_predictions
+    from hl.common import HLError
 
-    run = Run.open(run_dir)
-    if maps_dir is not None and run.kind != "pixel":
-        raise click.UsageError(f"{run_dir}: --maps needs a pixel-level run (hl train-head --head pixel)")
-    preds = predict_run(run, cache, list(videos) or None)
-    js, table = write_predictions(preds, out)
-    lines = write_jsonl(preds, Path(out).with_suffix(".jsonl"))
-    click.echo(f"scored {len(preds)} videos -> {js}, {table} and {lines} (qid/vid/pred_saliency_scores per 2-s clip)")
+    try:
+        result = api.predict(run_dir, cache, out, videos=videos, maps=maps_dir)
+    except HLError as exc:
+        if "--maps needs" in str(exc):
+            raise click.UsageError(str(exc)) from None
+        raise
+    click.echo(f"scored {len(result.scores)} videos -> {result.json}, {result.parquet} and {result.jsonl} "
+               f"(qid/vid/pred_saliency_scores per 2-s clip)")
     if maps_dir is not None:
-        from hl.pipelines.stages.predict_pixel import write_map_pictures
-
-        pictures = write_map_pictures(preds, run, cache, maps_dir)
-        click.echo(f"{len(pictures)} map pictures -> {maps_dir}")
+        click.echo(f"{len(result.maps)} map pictures -> {maps_dir}")
 
 
 # -- hl highlights -------------------------------------------------------------------------------------------
-DEFAULT_RELATIVE = 0.55  # = hl.pipelines.highlights.moments.RELATIVE (not imported here: it would load torch)
-
-
 @main.command()
 @click.argument("video_or_dir", type=click.Path(path_type=Path))
 @click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A trained run.")
@@ -511,7 +455,7 @@ def highlights(video_or_dir, run_dir, top, min_gap, relative, min_score, out, cl
         click.echo(line, err=line.lstrip().startswith(("failed:", '{"event": "result", "message": "  failed:')))
 
     sys.exit(highlights_command(video_or_dir, run_dir, top=top, min_gap=min_gap, out=out, clips=clips, cache=cache,
-                                relative=DEFAULT_RELATIVE if relative is None else relative, min_score=min_score,
+                                relative=api.DEFAULT_RELATIVE if relative is None else relative, min_score=min_score,
                                 reencode=reencode, quiet=quiet, echo=echo, log_format=log_format, **extraction))
 
 
@@ -523,7 +467,7 @@ def highlights_command(
     out: str | Path | None = None,
     clips: bool = False,
     cache: str | Path | None = None,
-    relative: float | None = DEFAULT_RELATIVE,
+    relative: float | None = api.DEFAULT_RELATIVE,
     min_score: float | None = None,
     reencode: bool = False,
     weights_dir: str | Path | None = None,
@@ -547,32 +491,13 @@ def highlights_command(
     could not be scored. Raises :class:`hl.common.HLError` (one line) for a bad request."""
     import json
 
-    from hl.extract.extractors import RunSettings
-    from hl.pipelines.highlights import find_highlights
-
-    out = Path(out) if out is not None else Path("highlights")
-    manifest = None
-    if segments_manifest is not None:
-        from hl.data_manifests.schema import read_manifest
-
-        manifest = read_manifest(segments_manifest)
     with Console(log_format, stream=stream, quiet=quiet) as console:
-        stage: list = []
-
-        def scored(video_id: str, done: int, total: int) -> None:
-            if not stage:
-                stage.append(console.stage("highlights", total, "video"))
-            stage[0].item(video_id, "ok", "scored")
-
-        result = find_highlights(video_or_dir, run, out, cache=cache, top=top, min_gap=min_gap, clips=clips,
-                                 relative=relative, min_score=min_score,
-                                 clip_mode="reencode" if reencode else "copy", weights_dir=weights_dir,
-                                 scheduler=scheduler, workers=workers,
-                                 settings=RunSettings(device=device, batch_size=batch_size),
-                                 extractors=extractors, segment_seconds=segment_seconds, precision=precision,
-                                 allow_random_weights=random_weights, retry_failed=retry_failed, manifest=manifest,
-                                 reporter=console.extract_reporter(),
-                                 notice=console.notice, on_video=scored)
+        result = api.highlights(
+            video_or_dir, run, out if out is not None else "highlights", top=top, min_gap=min_gap,
+            relative=relative, min_score=min_score, clips=clips, reencode=reencode, cache=cache, extractors=extractors,
+            segment_seconds=segment_seconds, segments=segments_manifest, weights_dir=weights_dir, scheduler=scheduler,
+            workers=workers, device=device, precision=precision, batch_size=batch_size, random_weights=random_weights,
+            retry_failed=retry_failed, progress=console)
     if console.format == "json":
         plain_echo = echo
 
