@@ -87,15 +87,23 @@ class RunSettings:
     chunk_seconds: float = 16.0  # video processed this many seconds at a time (bounds memory)
     short_side: int = 256  # decoding resolution (short side); every backbone resizes from here
     prefetch: int = 1  # chunks decoded and preprocessed ahead of the models, in a background thread (0: none)
+    auto: bool = False  # the precision was chosen by hl ("auto"), not by the user
 
     def __post_init__(self):
         if self.precision == "auto":
             self.precision = default_precision(self.device)
+            self.auto = True
 
 
 def effective_precision(d: ExtractorDef, settings: RunSettings) -> str:
-    """Weight-free extractors always run in fp32: they cost little and low precision only adds noise."""
-    return settings.precision if d.needs_weights else "fp32"
+    """Weight-free extractors always run in fp32: they cost little and low precision only adds noise. A backbone
+    whose features lose too much in low precision says so (``extra["auto_precision"]``): "auto" gives it that
+    precision; an explicit --precision still applies."""
+    if not d.needs_weights:
+        return "fp32"
+    if settings.auto:
+        return get_spec(d.backbone).extra.get("auto_precision", settings.precision)
+    return settings.precision
 
 
 def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) -> dict:

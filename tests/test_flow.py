@@ -140,3 +140,49 @@ def test_hl_extract_writes_i3d_and_i3d_flow_with_the_flow_checkpoint(tmp_path):
     origin = store.origin("drift", "i3d_flow")
     assert origin.config["flow"] == "horn_schunck" and origin.config["clip_frames"] == 33
     assert origin.weights_hash != "none"  # the flow checkpoint in the weights directory, not random weights
+
+
+def test_rgb_and_flow_clips_come_from_the_same_decoded_frames(tmp_path):
+    """One decoding pass feeds both streams: every chunk of the video, decoded once, carries the clips of both
+    (the rgb stream's 32 frames and the flow stream's 33 per segment)."""
+    from hl.data_manifests.synthetic import make_dataset
+    from hl.extract import segments as seg
+    from hl.extract.decode import VideoSource
+    from hl.extract.extractors import RunSettings, chunk_inputs, get_extractor
+
+    videos, _ = make_dataset(tmp_path, n_videos=1, seconds=4, fps=25)
+    source = VideoSource(videos[0].path)
+    segments = seg.fixed_segments(source.info.duration, 2.0)
+    chunks = list(chunk_inputs(source, segments, [get_extractor("i3d"), get_extractor("i3d_flow")], RunSettings()))
+    assert len(chunks) == 1 and set(chunks[0].video) == {"i3d", "i3d_flow"}
+    rgb, flow = chunks[0].video["i3d"], chunks[0].video["i3d_flow"]
+    assert rgb.positions.shape == (2, 32) and flow.positions.shape == (2, 33)
+    assert rgb.clips(0, 2).shape == (2, 3, 32, 224, 224) and flow.clips(0, 2).shape == (2, 1, 33, 256, 341)
+
+
+def test_auto_precision_keeps_the_flow_stream_in_fp32():
+    from hl.extract.extractors import RunSettings, effective_precision, get_extractor
+
+    auto = RunSettings(precision="auto")
+    flow, rgb = get_extractor("i3d_flow"), get_extractor("i3d")
+    assert effective_precision(flow, auto) == "fp32"
+    assert effective_precision(rgb, auto) == auto.precision  # the machine's choice
+    assert effective_precision(flow, RunSettings(precision="bf16")) == "bf16"  # asked for explicitly
+
+
+@pytest.mark.parametrize("made", [{"i3d": "bf16", "i3d_flow": "fp32", "pann": "bf16"},
+                                  {"i3d_flow": "fp32", "pann": "bf16"},
+                                  {"i3d": "bf16", "i3d_flow": "bf16", "pann": "bf16"},
+                                  {"i3d": "fp32", "i3d_flow": "fp32"}])
+def test_highlights_remake_each_feature_in_its_own_precision(made):
+    from hl.extract.extractors import RunSettings, effective_precision, extractor_config, get_extractor
+    from hl.pipelines.cache.store import FeatureOrigin
+    from hl.pipelines.highlights.find import run_settings
+
+    features = {}
+    for name, precision in made.items():
+        d = get_extractor(name)
+        config = extractor_config(d, RunSettings(precision=precision), "fixed:2")
+        features[name] = FeatureOrigin.from_config(name, config, "w")
+    settings = run_settings(features, RunSettings(precision="auto"))
+    assert {n: effective_precision(get_extractor(n), settings) for n in made} == made

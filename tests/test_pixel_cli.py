@@ -31,6 +31,12 @@ def test_pixel_head_from_the_command_line(tmp_path):
     preds = json.loads((tmp_path / "pred.json").read_text())
     assert len(preds) == 3 and all(len(v) == 3 for v in preds.values())  # 6-s videos, 2-s segments
     assert len(list((tmp_path / "maps").glob("*.png"))) == 3
+    # defaults: maps and saliency from the cache, beta from the saliency at hand, each said in one line
+    r = CliRunner().invoke(main, ["train-head", "--head", "pixel", "--cache", str(cache), "--out",
+                                  str(tmp_path / "defaults"), "--seeds", "0", "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    assert "pixel head inputs chosen from the cache: maps c3d_maps, saliency motion_saliency" in r.output
+    assert "pseudo-label threshold: beta 4.65e-05 (calibrated for motion_saliency" in r.output
     r = CliRunner().invoke(main, ["train-head", "--head", "pixel", "--cache", str(cache), "--out",
                                   str(tmp_path / "x"), "--ablate", "temporal", "--seeds", "0"])
     assert r.exit_code == 2 and "Traceback" not in r.output  # its static-clip maps were not extracted

@@ -142,3 +142,17 @@ def test_fold_heads_are_averaged(tmp_path):
     scored = run.scores().query("video_id == 'v6'").sort_values("segment").score.to_numpy()
     preds = predict(run, cache, ["v6"])["v6"]["scores"]
     np.testing.assert_allclose(preds, scored, rtol=1e-5, atol=1e-6)  # inference averages them too
+
+
+def test_cli_select_options(tmp_path):
+    from click.testing import CliRunner
+
+    from hl.pipelines.cli import main
+
+    cache = _cache(tmp_path / "cache")
+    r = CliRunner().invoke(main, ["train-head", "--cache", str(cache), "--out", str(tmp_path / "r"),
+                                  "--select-final", "folds"])
+    assert r.exit_code == 2 and "--select-final: only with --select" in r.output
+    r = CliRunner().invoke(main, ["train-head", "--head", "pixel", "--cache", str(cache), "--out",
+                                  str(tmp_path / "r"), "--select"])
+    assert r.exit_code == 2 and "--select: not an option of --head pixel" in r.output

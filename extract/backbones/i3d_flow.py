@@ -100,7 +100,8 @@ def _flow_spec(name: str, extractor: str, flow: str, description: str, default: 
         "[-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment.",
         # 33 frames over a 2-s segment; the flow model is part of what the feature depends on (its config)
         **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": CLIP_FRAMES / 2.0,
-           "extra": {**_COMMON["extra"], "flow": flow}},
+           # bf16 I3D on flow input: cosine 0.991 against fp32 (BENCHMARKS.md): "auto" keeps fp32
+           "extra": {**_COMMON["extra"], "flow": flow, "auto_precision": "fp32"}},
     )
 
 

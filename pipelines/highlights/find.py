@@ -94,13 +94,17 @@ def run_features(run: Run) -> dict[str, FeatureOrigin]:
 def run_settings(features: dict[str, FeatureOrigin], base: RunSettings | None = None) -> RunSettings:
     """Extraction settings that reproduce the run's features: the precision its pretrained extractors ran in
     and its decoding size; device, batch size and the rest from `base`."""
+    from hl.extract.backbones import get_spec
     from hl.extract.extractors import get_extractor
 
     base = base or RunSettings()
     pretrained = [o.config for o in features.values() if get_extractor(o.extractor).needs_weights]
-    precision = pretrained[0]["precision"] if pretrained else base.precision
+    # an extractor that "auto" keeps in its own precision (the flow stream in fp32) does not set the others'
+    usual = [c for c in pretrained if not get_spec(c["backbone"]).extra.get("auto_precision")]
+    precision = (usual or pretrained)[0]["precision"] if pretrained else base.precision
+    auto = len({c["precision"] for c in pretrained}) > 1  # made under "auto": each extractor's own precision
     short_side = int(next(iter(features.values())).config.get("short_side", base.short_side))
-    return dataclasses.replace(base, precision=precision, short_side=short_side)
+    return dataclasses.replace(base, precision=precision, short_side=short_side, auto=auto)
 
 
 def check_extraction(run: Run, features: dict[str, FeatureOrigin], extractors=None, segment_seconds=None,

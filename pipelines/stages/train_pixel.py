@@ -472,6 +472,9 @@ def train_pixel(spec: PixelTrainSpec, run_dir: str | Path, scheduler: str | None
     saliency = choose_saliency(store, present, spec.saliency) if spec.spatial else None
     with_saliency = [v for v in present if saliency is not None and store.has(v, saliency)]
     size = saliency_size(store, with_saliency[0], saliency) if with_saliency else None
+    if spec.spatial and spec.beta is None and saliency is not None and notice is not None:
+        beta, rule = label_beta(spec, saliency, domains[0], size)
+        notice(f"pseudo-label threshold: beta {beta:.3g} ({rule})")
     in_shape = maps_shape(store, present[0], spec.maps_name)
     out_size = PixelDistinction.output_size(spec.backbone, in_shape)
     trained_on = sorted(set(manifest.loc[manifest["split"] == "train", "video_id"]) & set(present))
