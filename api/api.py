@@ -215,6 +215,10 @@ def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "f
     elif c.head.get("model") == "ridge":
         about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
                  f" model ridge, alpha chosen by validation on the training videos")
+    elif (c.training.get("spec") or {}).get("select") is not None:
+        about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
+                 f" model {c.head['arch']['model']}, setting and epochs chosen per domain by validation on the "
+                 f"training videos ({run}/selection/)")
     else:
         about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
                  f" model {c.head['arch']['model']}, {c.head['epochs']} epochs"
