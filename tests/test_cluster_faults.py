@@ -237,3 +237,30 @@ def test_the_batch_job_trains_and_predicts_from_a_cache_another_process_made(clu
     assert sorted(scores) == sorted(manifest["video_id"].unique())
     assert all(len(s) == 6 for s in scores.values())  # 12 s in 2-s segments
     assert sorted((p, p.stat().st_mtime_ns) for p in (cache / "features").rglob("*")) == features
+
+
+def test_the_scheduler_killed_mid_train_head_ends_it_in_one_line(cluster, tmp_path):
+    from hl.data_manifests.schema import write_manifest
+    from hl.data_manifests.synthetic import make_dataset
+    from hl.pipelines.stages.extract import run_extraction
+
+    _, manifest = make_dataset(tmp_path / "videos", n_videos=4, seconds=10.0, seed=7)
+    cache = tmp_path / "cache"
+    run_extraction(tmp_path / "videos", cache, ["stats", "stats_audio"], workers=1)
+    write_manifest(manifest, cache / "manifest.parquet")
+    args = ["train-head", "--cache", str(cache), "--out", str(tmp_path / "run"), "--visual", "stats", "--audio",
+            "stats_audio", "--seeds", "0,1,2"]
+    train = hl(*args, "--epochs", "5000", "--scheduler", cluster.address)
+    cluster.busy_worker_pid()
+    os.killpg(cluster.scheduler.pid, signal.SIGKILL)
+    killed = time.time()
+    _, err = train.communicate(timeout=180)
+    assert train.returncode == 2 and time.time() - killed < 60, err
+    assert err.strip().splitlines()[-1].startswith(f"hl: error: lost the Dask scheduler at {cluster.address} "
+                                                   f"after 0 of 3 tasks"), err
+    assert "Traceback" not in err
+    again = hl(*args, "--epochs", "3", "--workers", "1")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert sorted(p.name for p in (tmp_path / "run" / "models").rglob("*.pt")) == ["seed0.pt", "seed1.pt",
+                                                                                   "seed2.pt"]

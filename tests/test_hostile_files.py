@@ -225,7 +225,7 @@ def test_csv_cells_never_start_a_formula(tmp_path):
             assert cell.lstrip("'") == (name if col == "video_id" else f"{name}.mp4")
     assert rows[-1]["video_id"] == HTML_NAME and rows[-2]["video_id"] == "plain"  # others untouched
     assert float(rows[0]["score"]) == -0.5 and float(rows[0]["mean_score"]) == -0.25  # numbers stay numbers
-    assert list(json.loads(json_path.read_text())) == names  # the JSON keeps the names exactly
+    assert list(json.loads(json_path.read_text())["videos"]) == names  # the JSON keeps the names exactly
 
 
 # -- names shown in the report ---------------------------------------------------------------------------------

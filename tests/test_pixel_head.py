@@ -330,7 +330,7 @@ def test_highlights_of_a_pixel_run_from_the_command_line(pld_run, tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["highlights", str(tmp_path / "new"), "--run", str(root / "run"), "--out", str(out),
                                   "--top", "2", "--min-gap", "0", "--weights-dir", str(tmp_path / "no-weights"),
-                                  "--workers", "1", "--quiet"])
+                                  "--random-weights", "--workers", "1", "--quiet"])  # its c3d_maps: random weights
     assert r.exit_code == 0, r.output
     rows = json.loads((out / "highlights.json").read_text())["videos"]
     assert sorted(rows) == [v.video_id for v in videos]

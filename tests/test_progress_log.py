@@ -79,6 +79,32 @@ def test_json_lines_parse_one_by_one():
     assert json.loads(out.getvalue()) == {"event": "result", "message": "run written to r", "run": "r"}
 
 
+def test_a_stage_ends_with_its_last_item_and_each_phase_of_training_is_its_own():
+    stream, clock = io.StringIO(), Clock()
+    with Console("plain", stream=stream, clock=clock) as console:
+        progress = console.train_progress()
+        clock.t = 3
+        progress({"domain": "BK", "label": "selection: setting 0, fold 0", "seconds": 1.0}, 1, 1)
+        clock.t = 5
+        console.say("chosen: setting 0")
+        for k in range(2):
+            clock.t = 7 + k
+            progress({"domain": "BK", "seed": k, "seconds": 1.0}, k + 1, 2)
+        clock.t = 60
+        console.say("after training")
+    assert stream.getvalue().splitlines() == [
+        "train: 1 heads",
+        "train [1/1] ok      BK selection: setting 0, fold 0: 1.0 s",
+        "train: 1/1 heads done, 0 failed, in 1 s",
+        "chosen: setting 0",
+        "train: 2 heads",
+        "train [1/2] ok      BK seed 0: 1.0 s",
+        "train [2/2] ok      BK seed 1: 1.0 s",
+        "train: 2/2 heads done, 0 failed, in 2 s",
+        "after training",
+    ]
+
+
 def test_quiet_hides_the_stage_but_not_notices():
     stream = io.StringIO()
     with Console("plain", stream=stream, quiet=True) as console:

@@ -135,7 +135,7 @@ def read_row(folder: Path, key: str, video_id: str, schema: pa.Schema) -> dict |
             own = folder / f"{key}.parquet"
             if own.exists():
                 return _read_one(own, schema).to_pylist()[0]
-            for gen in reversed(list_files(folder).compacted):
+            for gen in sorted(_parquet_files(folder / COMPACTED), reverse=True):
                 hit = pq.read_table(gen, schema=schema, filters=[("video_id", "=", video_id)])
                 if hit.num_rows:
                     return hit.to_pylist()[-1]

@@ -147,8 +147,10 @@ class Console:
         holder: dict[str, Stage] = {}
 
         def progress(res: dict, done: int, total: int) -> None:
-            if "stage" not in holder:
-                holder["stage"] = self.stage(name, total, "head")
+            stage = holder.get("stage")
+            if stage is None or stage.closed or stage.total != total:  # a new phase (selection, then training)
+                holder["stage"] = stage = self.stage(name, total, "head")
+                stage.start = stage.last_summary = stage.start - float(res.get("seconds", 0))  # began with this head
             detail = f"{res['epochs']} epochs, {res['train_videos']} train / {res['test_videos']} test videos, " \
                 if "epochs" in res and "train_videos" in res else ""
             what = res.get("label") or f"seed {res['seed']}"  # selection tasks carry their own label
@@ -202,6 +204,8 @@ class Stage:
                 self._postfix()
             else:
                 self._maybe_summary()
+            if self.total is not None and self.done >= self.total:
+                self.close()  # the stage's last line comes when its last item does, not when the next starts
 
     def running(self, name: str, fraction: float) -> None:
         """Item `name` is `fraction` done (bars show it; the other formats only use it as a clock tick)."""
