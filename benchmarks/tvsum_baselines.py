@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tvsum_heads import DATA, load_domains  # noqa: E402
 
 from hl.heads.metrics import tvsum_annotator_aps, tvsum_top5_map  # noqa: E402
+from hl.heads.ridge import ridge_path as solve_ridge_path  # noqa: E402
 
 ALPHAS = (1e2, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5)
 
@@ -68,18 +69,11 @@ def inputs(video) -> np.ndarray:
 
 
 def ridge_path(train: list[tuple]) -> dict[float, np.ndarray]:
-    """Ridge weights for every alpha in ALPHAS from one eigendecomposition, targets = the per-video z-scored mean
-    annotator score. Fewer rows than columns: the dual form, w = X^T U diag(1 / (l + alpha)) U^T y with
-    X X^T = U diag(l) U^T; otherwise the primal, w = V diag(1 / (l + alpha)) V^T X^T y with X^T X = V diag(l) V^T."""
+    """Ridge weights for every alpha in ALPHAS (hl.heads.ridge's closed form), targets = the per-video z-scored
+    mean annotator score."""
     x = np.concatenate([inputs(v) for v, _ in train])
     y = np.concatenate([zscore(a.mean(1)) for _, a in train])
-    if len(x) < x.shape[1]:
-        lam, u = np.linalg.eigh(x @ x.T)
-        uty = u.T @ y
-        return {alpha: x.T @ (u @ (uty / (lam + alpha))) for alpha in ALPHAS}
-    lam, v = np.linalg.eigh(x.T @ x)
-    vtb = v.T @ (x.T @ y)
-    return {alpha: v @ (vtb / (lam + alpha)) for alpha in ALPHAS}
+    return solve_ridge_path(x, y, ALPHAS)
 
 
 def groups(domains: dict, joint: bool) -> list[list[str]]:

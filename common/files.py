@@ -67,7 +67,8 @@ def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> P
     return write_bytes(path, text.encode(encoding))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (a lock holder's liveness)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -88,7 +89,7 @@ def clean_stale_temps(root: str | os.PathLike, older_than_s: float = 3600.0) -> 
         if not is_temp(p):
             continue
         owner = _OWNER.search(p.name)
-        dead = owner is not None and owner["host"] == host and not _pid_alive(int(owner["pid"]))
+        dead = owner is not None and owner["host"] == host and not pid_alive(int(owner["pid"]))
         try:
             if dead or now - p.lstat().st_mtime > older_than_s:
                 p.unlink()

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hl.common import HLError, atomic_path
+from hl.common.files import pid_alive
 
 COMPACTED = "compacted"
 LOCK = ".compact.lock"
@@ -146,16 +147,6 @@ def read_row(folder: Path, key: str, video_id: str, schema: pa.Schema) -> dict |
 
 
 # -- compaction ---------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def compaction_lock(root: Path, stale_s: float = 3600.0) -> Iterator[None]:
     """Hold ``index/.compact.lock``; a one-line HLError when a live compaction holds it. A lock left by a dead
@@ -172,7 +163,7 @@ def compaction_lock(root: Path, stale_s: float = 3600.0) -> Iterator[None]:
                 age = time.time() - path.stat().st_mtime
             except (FileNotFoundError, ValueError):
                 continue
-            if (host == socket.gethostname() and not _pid_alive(int(pid))) or age > stale_s:
+            if (host == socket.gethostname() and not pid_alive(int(pid))) or age > stale_s:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 continue
