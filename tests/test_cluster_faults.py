@@ -74,9 +74,10 @@ class Cluster:
         for p in [*self.workers, self.scheduler]:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.time() + 5  # one grace period for all: a worker busy in a task may not stop in time
         for p in [*self.workers, self.scheduler]:
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
