@@ -3,7 +3,8 @@ own process as the user runs it.
 
 * a worker SIGKILLed while it extracts: the run finishes on the others, every unit written once, exit 0;
 * the scheduler killed mid-run: `hl extract` stops within bounded time with one line, and a re-run resumes;
-* two `hl extract` runs over overlapping folders into one cache at once: no corrupt file, the index consistent;
+* two `hl extract` runs over overlapping folders into one cache at once, and an extract beside a train-head:
+  no corrupt file, the index consistent;
 * the batch job: one process extracts on the scheduler, another (another working directory, the videos gone)
   trains from the same cache and predicts: nothing is decoded.
 """
@@ -265,3 +266,30 @@ def test_the_scheduler_killed_mid_train_head_ends_it_in_one_line(cluster, tmp_pa
     assert again.returncode == 0, err
     assert sorted(p.name for p in (tmp_path / "run" / "models").rglob("*.pt")) == ["seed0.pt", "seed1.pt",
                                                                                    "seed2.pt"]
+
+
+def test_an_extract_beside_a_train_head_on_one_cache(tmp_path):
+    """`hl train-head` reads a cache while `hl extract` adds other videos to it (and compacts its index at the
+    end): both succeed, the trained run is complete, nothing it read was rewritten, the index holds every unit
+    once."""
+    from hl.data_manifests.schema import write_manifest
+    from hl.data_manifests.synthetic import make_dataset
+    from hl.pipelines.stages.extract import run_extraction
+
+    _, manifest = make_dataset(tmp_path / "a", n_videos=4, seconds=10.0, seed=3)
+    cache = tmp_path / "cache"
+    run_extraction(tmp_path / "a", cache, ["stats", "stats_audio"], workers=1)
+    write_manifest(manifest, cache / "manifest.parquet")
+    trained_on = sorted((p, p.stat().st_mtime_ns) for p in (cache / "features").rglob("*.h5"))
+    new = [f"n{i}" for i in range(4)]
+    extract = hl("extract", "--videos", str(_videos(tmp_path / "b", new, seconds=8)), "--out", str(cache),
+                 "--extractors", "stats,stats_audio", "--workers", "1", "--quiet")
+    train = hl("train-head", "--cache", str(cache), "--out", str(tmp_path / "run"), "--visual", "stats", "--audio",
+               "stats_audio", "--epochs", "5", "--seeds", "0,1", "--workers", "1", "--quiet")
+    for proc in (extract, train):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert sorted(p.name for p in (tmp_path / "run" / "models").rglob("*.pt")) == ["seed0.pt", "seed1.pt"]
+    _assert_consistent(cache, [*manifest["video_id"].unique(), *new], ["stats", "stats_audio"])
+    after = dict((p, p.stat().st_mtime_ns) for p in (cache / "features").rglob("*.h5"))
+    assert all(after[p] == t for p, t in trained_on)  # what training read was left as it was
