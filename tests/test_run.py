@@ -102,8 +102,12 @@ def test_extraction_for_a_run_pins_weights_and_settings(tmp_path):
     random = FeatureOrigin.from_config("c3d", extractor_config(d, settings, "fixed:2"), "none")
     (plan,), notices = plan_extractors(None, tmp_path, settings, require={"c3d": random})
     assert plan.weights is None and plan.weights_hash == "none" and notices == []
+    # features a run recorded as made in fp16 (on a GPU elsewhere) are not remade in fp32 here without a word;
+    # nothing runs in fp16 on this machine
+    elsewhere = {**extractor_config(d, settings, "fixed:2"), "precision": "fp16"}
+    made_in_fp16 = FeatureOrigin.from_config("c3d", elsewhere, "none")
     with pytest.raises(HLError, match="other extractor settings.*precision"):
-        plan_extractors(None, tmp_path, RunSettings(precision="fp16"), require={"c3d": random})
+        plan_extractors(None, tmp_path, settings, require={"c3d": made_in_fp16})
 
 
 def test_run_config_round_trip_and_bad_runs(tmp_path):
