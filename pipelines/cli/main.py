@@ -272,9 +272,14 @@ def manifest(kind, source, out, **options):
 
 
 # -- hl train-head / eval / predict -----------------------------------------------------------------------
-SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
-                "track_test", "select", "select_final")
-PIXEL_ONLY = ("backbone", "beta", "saliency_norm", "ablate")
+PIXEL_ONLY = (*api.PIXEL_ONLY, "saliency_norm")  # the command also sees a --saliency-norm given at its default
+
+
+def refuse_given(ctx: click.Context, names, what: str) -> None:
+    """A usage error naming the options among `names` the user gave, which `what` does not take."""
+    wrong = explicit(ctx, names)
+    if wrong:
+        raise click.UsageError(f"{', '.join('--' + n.replace('_', '-') for n in wrong)}: not an option of {what}")
 
 
 @main.command("train-head")
@@ -331,15 +336,9 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
 
     The segment head (co-occurrence encoder + HPCL) trains on clip features; the pixel head (PLD) on the
     cached frozen-encoder maps and saliency maps of `hl extract --extractors tased,c3d_maps`."""
-    wrong = explicit(ctx, SEGMENT_ONLY if head_kind == "pixel" else PIXEL_ONLY)
-    if wrong:
-        names = ", ".join("--" + n.replace("_", "-") for n in wrong)
-        raise click.UsageError(f"{names}: not an option of --head {head_kind}")
+    refuse_given(ctx, api.SEGMENT_ONLY if head_kind == "pixel" else PIXEL_ONLY, f"--head {head_kind}")
     if model == "ridge":
-        wrong = explicit(ctx, api.RIDGE_IGNORES)
-        if wrong:
-            names = ", ".join("--" + n.replace("_", "-") for n in wrong)
-            raise click.UsageError(f"{names}: not an option of --model ridge")
+        refuse_given(ctx, api.RIDGE_IGNORES, "--model ridge")
     if select_final != "refit" and not select:
         raise click.UsageError("--select-final: only with --select")
     given = {k: v for k, v in {"visual": visual, "audio": audio, "model": model, "global_query": global_query,
