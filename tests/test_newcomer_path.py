@@ -15,6 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from hl.data_manifests.schema import write_manifest
 from hl.data_manifests.synthetic import make_dataset
 from hl.extract.backbones import create
 from hl.extract.backbones.i3d import InceptionI3d
@@ -97,3 +98,43 @@ def test_from_a_folder_of_videos_to_highlights(tmp_path, published):
     assert "1 videos scored (0 extracted, 1 from the cache), 0 failed" in text
     found = json.loads((tmp_path / "out" / "highlights.json").read_text())
     assert (tmp_path / "out" / "report.html").exists() and found
+
+
+@pytest.mark.slow  # TASED-Net and C3D at full size on every target frame: ~1 min on 2 idle cores
+def test_pixel_head_from_a_folder_of_videos(tmp_path):
+    """The pixel-level head's path: TASED-Net and C3D weights added in their published formats -> `hl extract
+    --extractors tased,c3d_maps` -> `hl train-head --head pixel` with its defaults -> `hl predict --maps`."""
+    w = tmp_path / "weights"
+    torch.manual_seed(7)
+    torch.save({"module." + k: v for k, v in create("tased").state_dict().items()}, tmp_path / "TASED_updated.pt")
+    torch.save(create("c3d").state_dict(), tmp_path / "c3d.pickle")
+    _ok(["weights", "add", "tased_dhf1k", tmp_path / "TASED_updated.pt", "--weights-dir", w])
+    _ok(["weights", "add", "c3d_sports1m", tmp_path / "c3d.pickle", "--weights-dir", w])
+
+    _, manifest = make_dataset(tmp_path / "videos", n_videos=2, seconds=2, fps=8, test_fraction=0.5)
+    cache = tmp_path / "cache"
+    _ok(["extract", "--videos", tmp_path / "videos", "--out", cache, "--extractors", "tased,c3d_maps",
+         "--weights-dir", w, "--workers", "1", "--quiet"])
+    assert set(FeatureStore(cache).extractors()) == {"tased", "c3d_maps"}
+    write_manifest(manifest, cache / "manifest.parquet")
+
+    # defaults: maps and saliency from the cache, the paper's threshold for TASED-Net's saliency. Random weights
+    # give nearly flat maps (no pixel holds 43x the uniform share): a clear refusal, not training on nothing
+    r = CliRunner().invoke(main, [str(a) for a in ["train-head", "--head", "pixel", "--cache", cache, "--out",
+                                                   tmp_path / "flat", "--seeds", "0", "--epochs", "1"]])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "pixel head inputs chosen from the cache: maps c3d_maps, saliency tased" in r.output
+    assert "beta 0.0005 (paper (TASED-Net" in r.output
+    assert "hl: error: pseudo labels are empty on 100% of the" in r.output and "give a lower --beta" in r.output
+    # the advice it gives works: a threshold relative to each frame's peak
+    _ok(["train-head", "--head", "pixel", "--cache", cache, "--out", tmp_path / "run", "--seeds", "0",
+         "--epochs", "1", "--saliency-norm", "max", "--beta", "0.5"])
+    labels = Run.open(tmp_path / "run").config.head["labels"]
+    assert (labels["saliency"], labels["saliency_norm"], set(labels["beta"].values())) == ("tased", "max", {0.5})
+    assert Run.open(tmp_path / "run").config.visual == ["c3d_maps"]
+
+    _ok(["predict", "--run", tmp_path / "run", "--cache", cache, "--out", tmp_path / "pred.json",
+         "--maps", tmp_path / "maps"])
+    preds = json.loads((tmp_path / "pred.json").read_text())
+    assert len(preds) == 2 and all(len(v) == 1 for v in preds.values())  # 2-s videos, 2-s segments
+    assert len(list((tmp_path / "maps").glob("*.png"))) == 2
