@@ -3,6 +3,7 @@
     python benchmarks/ablations.py --data tvsum --variants full --seeds 0,1,2,3,4
     python benchmarks/ablations.py --data youtube_dev --variants all --seeds 0
     python benchmarks/ablations.py --data tvsum --variants all --seeds 0 --json out.json
+    python benchmarks/ablations.py --data tvsum --variants full --from-run RUN --upto 10   # a run's first 10 epochs
 
 Every run goes through `hl train-head`'s library API (cache + manifest, ``TrainSpec(preset=...)``) with the
 preset ``hpcl-paper-tvsum`` / ``hpcl-paper-youtube`` (:mod:`hl.heads.presets`) and ``track_test``: the test
@@ -78,7 +79,6 @@ def overall(metrics) -> tuple[float, float]:
 
 def measure(data: str, cache: Path, variant: str, seeds: tuple[int, ...], workers: int, root: Path,
             epochs: int | None) -> dict:
-    from hl.pipelines.stages.evaluate import evaluate_best_epoch
     from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
     head = dict(VARIANTS[variant][1])
@@ -87,17 +87,27 @@ def measure(data: str, cache: Path, variant: str, seeds: tuple[int, ...], worker
     spec = TrainSpec(cache=str(cache), seeds=seeds, preset=PRESET[data], head=head, track_test=True)
     run_dir = root / f"run-{variant}"
     t0, cpu0 = time.perf_counter(), _children_cpu()
-    final = train_heads(spec, run_dir, workers=workers)
+    train_heads(spec, run_dir, workers=workers)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
-    best = evaluate_best_epoch(run_dir)
+    return {**summarize(run_dir, variant), "seconds": wall, "cpu_seconds": cpu}
+
+
+def summarize(run_dir: Path, variant: str, upto: int | None = None) -> dict:
+    """Both figures of a run trained with ``track_test``. ``upto`` N: as if it had been trained for N epochs: the
+    last epoch is epoch N and the best is picked among the first N. Exact for a constant learning rate (the
+    paper presets'): the first N epochs of a longer run are the same steps as an N-epoch run."""
     curve = per_epoch(run_dir)
-    by_epoch = curve.groupby(["epoch", "seed"])["value"].mean().groupby("epoch").mean()  # mean over domains, seeds
+    if upto is not None:
+        curve = curve[curve["epoch"] < upto]
     n_epochs = int(curve["epoch"].max()) + 1
-    marks = sorted({min(n_epochs, m) - 1 for m in (1, 5, 10, 25, 50, 100, 200, 300, 400, 500) if m <= n_epochs}
-                   | {n_epochs - 1})
+    final = curve[curve["epoch"] == n_epochs - 1]
+    best = curve.sort_values(["value", "epoch"], ascending=[False, True]).drop_duplicates(["domain", "seed"])
+    by_epoch = curve.groupby(["epoch", "seed"])["value"].mean().groupby("epoch").mean()  # mean over domains, seeds
+    marks = sorted({m - 1 for m in (1, 5, 10, 20, 50, 100, 200, 300, 400, 500) if m <= n_epochs} | {n_epochs - 1})
+    seeds = sorted(int(s) for s in curve["seed"].unique())
     return {
-        "variant": variant, "table": VARIANTS[variant][0], "label": LABELS[variant], "seeds": list(seeds),
-        "paper": dict(zip(("youtube", "tvsum"), VARIANTS[variant][2])),
+        "variant": variant, "table": VARIANTS[variant][0], "label": LABELS[variant], "seeds": seeds,
+        "epochs": n_epochs, "paper": dict(zip(("youtube", "tvsum"), VARIANTS[variant][2])),
         "last": overall(final), "best": overall(best),
         "last_seeds": _per_seed(final), "best_seeds": _per_seed(best),
         "last_domains": {d: float(g.value.mean()) for d, g in final.groupby("domain")},
@@ -105,7 +115,6 @@ def measure(data: str, cache: Path, variant: str, seeds: tuple[int, ...], worker
         "best_epoch_median": float(np.median(best["epoch"])) + 1,
         "curve": {int(e) + 1: float(by_epoch.loc[e]) for e in marks},
         "curve_max": [int(by_epoch.idxmax()) + 1, float(by_epoch.max())],
-        "seconds": wall, "cpu_seconds": cpu,
     }
 
 
@@ -125,7 +134,9 @@ def report(data: str, res: dict) -> str:
     curve = " ".join(f"{e}:{v:.3f}" for e, v in res["curve"].items())
     return (f"{data} {res['variant']:9s} (Table {res['table']}) last epoch {lm:.4f} +- {ls:.4f} | {BEST}: "
             f"{bm:.4f} +- {bs:.4f} | paper {paper:.3f} | n={len(res['seeds'])} | median best epoch "
-            f"{res['best_epoch_median']:.0f} | {res['seconds']:.0f} s wall, {res['cpu_seconds']:.0f} s worker CPU\n"
+            f"{res['best_epoch_median']:.0f} of {res['epochs']} | "
+            + (f"{res['seconds']:.0f} s wall, {res['cpu_seconds']:.0f} s worker CPU" if "seconds" in res else "")
+            + "\n"
             f"    per domain last/best: {doms}\n    test mean along the epochs: {curve} "
             f"(highest: epoch {res['curve_max'][0]}, {res['curve_max'][1]:.4f})")
 
@@ -140,7 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="keep the cache and runs here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="append one JSON line per variant to this file")
+    ap.add_argument("--from-run", type=Path, default=None,
+                    help="report a run already trained (with track_test) as VARIANT, nothing trained")
+    ap.add_argument("--upto", type=int, default=None, help="with --from-run: report its first N epochs only")
     args = ap.parse_args(argv)
+    if args.from_run is not None:
+        res = summarize(args.from_run, args.variants, args.upto)
+        print(report(args.data, res), flush=True)
+        if args.json:
+            with args.json.open("a") as f:
+                f.write(json.dumps({"data": args.data, "from_run": str(args.from_run), **res}) + "\n")
+        return 0
     variants = TABLES_3_5 if args.variants == "all" else args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:

@@ -138,3 +138,23 @@ def test_train_head_with_the_paper_preset(youtube_cache, tmp_path):
         api.train_head(youtube_cache, tmp_path / "y", preset="hpcl")
     with pytest.raises(HLError, match="preset: not an option of the pixel head"):
         api.train_head(youtube_cache, tmp_path / "z", head="pixel", preset="hpcl-paper-tvsum")
+
+
+def test_under_a_constant_rate_the_first_epochs_of_a_longer_run_are_the_shorter_run():
+    """What lets benchmarks/ablations.py read an N-epoch run off the first N epochs of a longer one."""
+    from hl.heads.fit import score
+
+    videos = _videos()
+    small = {"arch": {"d_model": 16, "n_heads": 2, "ffn_dim": 32}}
+    tracked = {}
+    fit(videos, preset_config("hpcl-paper-tvsum", epochs=4, **small), seed=3,
+        watch=lambda epoch, m: tracked.setdefault(epoch, score(m, videos)))
+    short, _ = fit(videos, preset_config("hpcl-paper-tvsum", epochs=2, **small), seed=3)
+    for a, b in zip(tracked[1], score(short, videos)):
+        np.testing.assert_array_equal(a, b)
+    cosine = {**small, "schedule": "cosine"}  # not so under a decaying rate
+    tracked.clear()
+    fit(videos, preset_config("hpcl-paper-tvsum", epochs=4, **cosine), seed=3,
+        watch=lambda epoch, m: tracked.setdefault(epoch, score(m, videos)))
+    short, _ = fit(videos, preset_config("hpcl-paper-tvsum", epochs=2, **cosine), seed=3)
+    assert not all(np.array_equal(a, b) for a, b in zip(tracked[1], score(short, videos)))
