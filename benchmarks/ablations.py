@@ -55,9 +55,13 @@ LABELS = {"full": "CO-AV, CE + HPCL + rank, G mean, late fusion (the paper's mod
 TABLES_3_5 = ["full", "v", "a", "av", "cr-av", "ce", "ce+hpcl", "no-g", "g-random"]
 
 
-def per_epoch(run_dir: Path):
-    """The test metric of every tracked epoch: a table of (domain, seed, epoch, value)."""
+def per_epoch(run_dir: Path | list[Path]):
+    """The test metric of every tracked epoch: a table of (domain, seed, epoch, value). Several runs (the same
+    setting, other seeds) are read together."""
     import pandas as pd
+
+    if isinstance(run_dir, list):
+        return pd.concat([per_epoch(r) for r in run_dir], ignore_index=True)
 
     from hl.data_manifests.schema import read_manifest
     from hl.pipelines.run import Run
@@ -92,7 +96,7 @@ def measure(data: str, cache: Path, variant: str, seeds: tuple[int, ...], worker
     return {**summarize(run_dir, variant), "seconds": wall, "cpu_seconds": cpu}
 
 
-def summarize(run_dir: Path, variant: str, upto: int | None = None) -> dict:
+def summarize(run_dir: Path | list[Path], variant: str, upto: int | None = None) -> dict:
     """Both figures of a run trained with ``track_test``. ``upto`` N: as if it had been trained for N epochs: the
     last epoch is epoch N and the best is picked among the first N. Exact for a constant learning rate (the
     paper presets'): the first N epochs of a longer run are the same steps as an N-epoch run."""
@@ -151,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="keep the cache and runs here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="append one JSON line per variant to this file")
-    ap.add_argument("--from-run", type=Path, default=None,
-                    help="report a run already trained (with track_test) as VARIANT, nothing trained")
+    ap.add_argument("--from-run", type=Path, nargs="+", default=None,
+                    help="report runs already trained (with track_test; one setting, other seeds) as VARIANT")
     ap.add_argument("--upto", type=int, default=None, help="with --from-run: report its first N epochs only")
     args = ap.parse_args(argv)
     if args.from_run is not None:
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report(args.data, res), flush=True)
         if args.json:
             with args.json.open("a") as f:
-                f.write(json.dumps({"data": args.data, "from_run": str(args.from_run), **res}) + "\n")
+                f.write(json.dumps({"data": args.data, "from_run": [str(r) for r in args.from_run], **res}) + "\n")
         return 0
     variants = TABLES_3_5 if args.variants == "all" else args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
