@@ -4,6 +4,7 @@
     python benchmarks/ablations.py --data youtube_dev --variants all --seeds 0
     python benchmarks/ablations.py --data tvsum --variants all --seeds 0 --json out.json
     python benchmarks/ablations.py --data tvsum --variants full --from-run RUN --upto 10   # a run's first 10 epochs
+    python benchmarks/ablations.py --markdown out.json           # the JSON lines as a markdown table
 
 Every run goes through `hl train-head`'s library API (cache + manifest, ``TrainSpec(preset=...)``) with the
 preset ``hpcl-paper-tvsum`` / ``hpcl-paper-youtube`` (:mod:`hl.heads.presets`) and ``track_test``: the test
@@ -145,6 +146,20 @@ def report(data: str, res: dict) -> str:
             f"(highest: epoch {res['curve_max'][0]}, {res['curve_max'][1]:.4f})")
 
 
+def markdown(lines: list[dict]) -> str:
+    """A markdown table of JSON lines written by --json: per data set and variant, both figures and the paper's."""
+    head = (f"| data | table | variant | seeds | epochs | last epoch (honest) | {BEST} | paper |\n"
+            "|---|---|---|---|---|---|---|---|")
+    rows = []
+    for r in lines:
+        paper = r["paper"]["tvsum" if r["data"] == "tvsum" else "youtube"]
+        (lm, ls), (bm, bs) = r["last"], r["best"]
+        seeds = ",".join(str(s) for s in r["seeds"])
+        rows.append(f"| {r['data']} | {r['table']} | {r['label']} | {seeds} | {r['epochs']} | "
+                    f"{lm:.3f} +- {ls:.3f} | {bm:.3f} +- {bs:.3f} | {paper:.3f} |")
+    return "\n".join([head, *rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", choices=sorted(PRESET), default="tvsum")
@@ -158,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-run", type=Path, nargs="+", default=None,
                     help="report runs already trained (with track_test; one setting, other seeds) as VARIANT")
     ap.add_argument("--upto", type=int, default=None, help="with --from-run: report its first N epochs only")
+    ap.add_argument("--markdown", type=Path, default=None, help="print the JSON lines of FILE as a table, and stop")
     args = ap.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown([json.loads(x) for x in args.markdown.read_text().splitlines() if x.strip()]))
+        return 0
     if args.from_run is not None:
         res = summarize(args.from_run, args.variants, args.upto)
         print(report(args.data, res), flush=True)
