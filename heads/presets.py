@@ -19,6 +19,7 @@ hard pairs: region L, margin      3, 0.7, summed over the pairs   paper, Eq. 4
 HPCL temperature tau              0.1                             not stated (hl's value)
 attention heads, FFN, dropout     8, 4d = 1024, 0.1               the standard transformer's (UMT's layers)
 layers per modality               1                               not stated (UMT's encoders use 1)
+position code                     none                            not stated (UMT adds one; hl's default)
 input dropout                     0.5                             UMT (UniModalEncoder)
 features                          as released, not standardised   UMT
 optimizer                         Adam, lr 1e-3, L2 1e-4          UMT (schedules/100e.py)
