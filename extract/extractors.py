@@ -119,6 +119,8 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
         cfg["target_rate"] = d.target_rate
     if spec.extra.get("flow"):
         cfg["flow"] = spec.extra["flow"]
+    if spec.extra.get("flow_iterations"):
+        cfg["flow_iterations"] = spec.extra["flow_iterations"]
     if d.sampling != "audio" and spec.frame_size is not None:
         cfg["frame_resize"] = "uint8"
     return cfg
@@ -159,16 +161,15 @@ _LOW_PRECISION_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, n
                           nn.ConvTranspose3d, nn.Linear)
 
 
-def load_model(backbone: str, weights: str | None, device: str, precision: str) -> torch.nn.Module:
+def load_model(backbone: str, weights: str | tuple[str, ...] | None, device: str, precision: str) -> torch.nn.Module:
     """The backbone ready for inference: channels-last memory on CPU, and for bf16/fp16 the weights of the
     layers autocast runs in that precision (convolutions, linear layers) stored in it already, so autocast
     does not convert them again at every call. Outputs equal plain autocast's."""
     key = (backbone, weights, device, precision)
     if key not in _MODELS:
         model = create(backbone, weights=weights).to(device)
-        if device == "cpu":
-            video = get_spec(backbone).modality == "video"
-            model = model.to(memory_format=torch.channels_last_3d if video else torch.channels_last)
+        if device == "cpu":  # channels-last memory: 3-D for 5-D weights, 2-D for 4-D ones (a 2-D part, RAFT)
+            model = model._apply(_channels_last)
         if precision != "fp32":
             dtype = torch.bfloat16 if precision == "bf16" else torch.float16
             for module in model.modules():
@@ -176,6 +177,12 @@ def load_model(backbone: str, weights: str | None, device: str, precision: str) 
                     module.to(dtype)
         _MODELS[key] = model
     return _MODELS[key]
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    if t.dim() == 5:
+        return t.contiguous(memory_format=torch.channels_last_3d)
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
 
 def autocast(device: str, precision: str):
@@ -431,7 +438,7 @@ def _audio_forward(s: ExtractorState, inputs: list[tuple[np.ndarray, torch.Tenso
 def extract_video(
     source: VideoSource,
     segments: np.ndarray,
-    extractors: list[tuple[ExtractorDef, str | None]],
+    extractors: list[tuple[ExtractorDef, str | tuple[str, ...] | None]],
     settings: RunSettings,
     progress: Callable[[float], None] | None = None,
 ) -> VideoResult:
@@ -504,11 +511,26 @@ def _chunks(segments: np.ndarray, seconds: float) -> list[tuple[int, int]]:
     return bounds
 
 
-def weights_for(d: ExtractorDef, weights_dir: str | Path | None) -> str | None:
-    """The weights file to use for an extractor, or None when it has none (or needs none)."""
+def weights_for(d: ExtractorDef, weights_dir: str | Path | None) -> str | tuple[str, ...] | None:
+    """The weights file to use for an extractor, or None when it has none (or needs none). A backbone with parts
+    (``BackboneSpec.parts``: I3D flow with RAFT) gets a tuple, its own file then one per part, or None unless
+    every one of them is present (:func:`missing_weights` names what is absent)."""
     if not d.needs_weights:
         return None
     from .weights import find_weights
 
-    path = find_weights(d.backbone, weights_dir)
-    return str(path) if path is not None else None
+    spec = get_spec(d.backbone)
+    paths = [find_weights(b, weights_dir) for b in (d.backbone, *(b for _, b in spec.parts))]
+    if any(p is None for p in paths):
+        return None
+    return tuple(str(p) for p in paths) if spec.parts else str(paths[0])
+
+
+def missing_weights(d: ExtractorDef, weights_dir: str | Path | None) -> list[str]:
+    """The backbones whose weights an extractor lacks in the weights directory (its own, then its parts')."""
+    if not d.needs_weights:
+        return []
+    from .weights import find_weights
+
+    spec = get_spec(d.backbone)
+    return [b for b in (d.backbone, *(b for _, b in spec.parts)) if find_weights(b, weights_dir) is None]

@@ -41,3 +41,34 @@ def closed_form_init(model: torch.nn.Module) -> torch.nn.Module:
 
 def closed_form_clip(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.cos(torch.arange(math.prod(shape), dtype=torch.float64) * 0.37).reshape(shape)
+
+
+def seeded_state(model: torch.nn.Module, seed: int = 0, gain: float = 1.0) -> dict[str, torch.Tensor]:
+    """Deterministic weights for `model` from each tensor's name and shape alone, by numpy's seeded generator
+    (PCG64): the same numbers in any process, any torch, and in a public definition whose names map onto ours
+    (benchmarks/raft_reference.py fills torchvision's and princeton-vl's RAFT with them).
+
+    Weights of 2+ dimensions: normal with variance gain / fan-in; biases and running means: normal * 0.1;
+    other vectors (norm scales): 1 + normal * 0.1; running variances: 1 + uniform * 0.25. Integer buffers
+    (num_batches_tracked) keep their values."""
+    import zlib
+
+    import numpy as np
+
+    out = {}
+    for name, t in model.state_dict().items():
+        if not t.is_floating_point():
+            out[name] = t.clone()
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        shape = tuple(t.shape)
+        if name.endswith("running_var"):
+            v = 1.0 + 0.25 * rng.random(shape)
+        elif name.endswith(("running_mean", "bias")):
+            v = 0.1 * rng.standard_normal(shape)
+        elif t.dim() < 2:
+            v = 1.0 + 0.1 * rng.standard_normal(shape)
+        else:
+            v = rng.standard_normal(shape) * math.sqrt(gain / math.prod(shape[1:]))
+        out[name] = torch.from_numpy(np.asarray(v, dtype=np.float32))
+    return out

@@ -22,6 +22,10 @@ PINNED_HASHES = {
     ("i3d_flow", "bf16"): "428b6178692f7f5d",
     ("i3d_flow_tvl1", "fp32"): "3e12bdc37780d264",
     ("i3d_flow_tvl1", "bf16"): "66d98216d0529194",
+    ("i3d_flow_raft", "fp32"): "6b6582dca753f8b0",
+    ("i3d_flow_raft", "bf16"): "ab4375a6682418e0",
+    ("i3d_flow_raft_small", "fp32"): "2f9d4e5001fb1cb8",
+    ("i3d_flow_raft_small", "bf16"): "c840e4fc94885c04",
     ("c3d", "fp32"): "5ec5a161dbfd71f3",
     ("c3d", "bf16"): "a433f4f6554a2257",
     ("r3d34", "fp32"): "d470eee1a2ea7cc7",
@@ -86,6 +90,14 @@ def test_weights_entries_are_pinned():
         ("i3d_rgb_charades", "i3d", "rgb_charades.pt", True, None),
         ("i3d_flow_imagenet", "i3d_flow", "flow_imagenet.pt", True, None),
         ("i3d_flow_charades", "i3d_flow", "flow_charades.pt", True, None),
+        ("raft_large_c_t_skht_v2", "raft_large", "raft_large_C_T_SKHT_V2-ff5fadd5.pth", True, None),
+        ("raft_large_c_t_skht_v1", "raft_large", "raft_large_C_T_SKHT_V1-0b8c9e55.pth", True, None),
+        ("raft_large_c_t_v2", "raft_large", "raft_large_C_T_V2-1bb1363a.pth", True, None),
+        ("raft_large_sintel", "raft_large", "raft-sintel.pth", False, None),
+        ("raft_large_things", "raft_large", "raft-things.pth", False, None),
+        ("raft_small_c_t_v2", "raft_small", "raft_small_C_T_V2-01064c6d.pth", True, None),
+        ("raft_small_c_t_v1", "raft_small", "raft_small_C_T_V1-ad48884c.pth", True, None),
+        ("raft_small_things", "raft_small", "raft-small.pth", False, None),
         ("c3d_sports1m", "c3d", "c3d.pickle", True, None),
         ("r3d34_kinetics", "r3d34", "resnet-34-kinetics.pth", False, None),
         ("pann_cnn14", "pann", "Cnn14_mAP=0.431.pth", True, 327428481),
@@ -94,6 +106,10 @@ def test_weights_entries_are_pinned():
     assert W.REGISTRY["i3d_rgb_imagenet"].sha256 == "2609088c2e8c868187c9921c50bc225329a9057ed75e76120e0b4a397a2c7538"
     assert W.REGISTRY["pann_cnn14"].sha256 == "0dc499e40e9761ef5ea061ffc77697697f277f6a960894903df3ada000e34b31"
     assert sum(e.sha256 is not None for e in W.REGISTRY.values()) == 2
+    # torchvision publishes the first 8 hex digits of each file's sha256 in its name
+    assert {e.name: e.sha256_prefix for e in W.REGISTRY.values() if e.sha256_prefix} == {
+        "raft_large_c_t_skht_v2": "ff5fadd5", "raft_large_c_t_skht_v1": "0b8c9e55", "raft_large_c_t_v2": "1bb1363a",
+        "raft_small_c_t_v2": "01064c6d", "raft_small_c_t_v1": "ad48884c"}
 
 
 def test_extractors_are_pinned():
@@ -104,6 +120,8 @@ def test_extractors_are_pinned():
         ("i3d", "i3d", "segment", "features", 2.0, True),
         ("i3d_flow", "i3d_flow_frames", "segment", "features", 2.0, True),
         ("i3d_flow_tvl1", "i3d_flow_tvl1_frames", "segment", "features", 2.0, True),
+        ("i3d_flow_raft", "i3d_flow_raft_frames", "segment", "features", 2.0, True),
+        ("i3d_flow_raft_small", "i3d_flow_raft_small_frames", "segment", "features", 2.0, True),
         ("c3d", "c3d", "segment", "features", 2.0, True),
         ("c3d_maps", "c3d_maps", "window", "maps", 2.0, True),
         ("r3d34", "r3d34", "segment", "features", 2.0, True),
@@ -135,7 +153,8 @@ def test_frame_sizes_are_pinned(hw):
         (97, 301): {"c3d": ((128, 171), True), "i3d": ((256, 794), True), "r3d34": ((112, 347), True)},
     }[hw]
     expected |= {"c3d_maps": expected["c3d"], "c3d_maps_static": expected["c3d"], "i3d_flow_frames": expected["i3d"],
-                 "i3d_flow_tvl1_frames": expected["i3d"],
+                 "i3d_flow_tvl1_frames": expected["i3d"], "i3d_flow_raft_frames": expected["i3d"],
+                 "i3d_flow_raft_small_frames": expected["i3d"],
                  "tased": ((224, 384), False), "tased_maps": ((224, 384), False),
                  "tased_maps_static": ((224, 384), False), "stats": ((64, 64), True),
                  "motion_saliency": ((224, 384), True)}

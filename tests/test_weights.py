@@ -461,12 +461,15 @@ def test_registry_entries_are_well_formed():
     assert set(W.REGISTRY) == {
         "i3d_rgb_imagenet", "i3d_rgb_charades", "i3d_flow_imagenet", "i3d_flow_charades",
         "c3d_sports1m", "r3d34_kinetics", "pann_cnn14", "tased_dhf1k",
+        "raft_large_c_t_skht_v2", "raft_large_c_t_skht_v1", "raft_large_c_t_v2", "raft_large_sintel",
+        "raft_large_things", "raft_small_c_t_v2", "raft_small_c_t_v1", "raft_small_things",
     }
     for name, e in W.REGISTRY.items():
         assert e.name == name
         assert e.url.startswith(("http://", "https://"))
         assert e.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", e.sha256)
-        assert e.backbone in {"i3d", "i3d_flow", "c3d", "r3d34", "pann", "tased"}
+        assert e.sha256_prefix is None or re.fullmatch(r"[0-9a-f]{8}", e.sha256_prefix)
+        assert e.backbone in {"i3d", "i3d_flow", "c3d", "r3d34", "pann", "tased", "raft_large", "raft_small"}
         assert e.description and e.license
     assert W.REGISTRY["i3d_flow_imagenet"].backbone == "i3d_flow"
     assert "c3d_maps" in W.backbones_for("c3d_sports1m")

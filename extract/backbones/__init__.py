@@ -7,7 +7,7 @@
 # Each module registers its specs on import; the order here is the order in which weights entries and
 # extractors are listed (hl weights list, the extractors `hl extract` picks by default).
 # isort: off
-from . import i3d, i3d_flow, c3d, r3d, pann, tased, static_clip, stats  # noqa: F401
+from . import i3d, raft, i3d_flow, c3d, r3d, pann, tased, static_clip, stats  # noqa: F401
 # isort: on
 from ._registry import (
     BackboneSpec,

@@ -34,6 +34,9 @@ class WeightsEntry:
     file_name: str  # the public file name; the file is stored under it in the weights directory
     url: str  # the public source address
     sha256: str | None = None  # None when no checksum of the file is known
+    # the leading hex digits of the sha256 where the host publishes only those (torchvision's file names end in
+    # the first 8), checked as well when given
+    sha256_prefix: str | None = None
     md5: str | None = None  # the md5 the host publishes (Zenodo), checked as well when given
     size: int | None = None  # bytes; None if unknown
     description: str = ""
@@ -62,7 +65,7 @@ class ExtractorDef:
 class BackboneSpec:
     name: str
     build: Callable[[], nn.Module]
-    modality: str  # "video" or "audio"
+    modality: str  # "video", "audio", or "flow" (an optical-flow network: a part of a flow-stream backbone)
     feature_dim: int  # size of the cached feature (for map outputs: channels, see feature_shape)
     feature_layer: str  # what the cached output is, in the public model's terms
     preprocess: Callable[..., torch.Tensor]  # decoded input -> the model's documented input
@@ -86,6 +89,10 @@ class BackboneSpec:
     frame_antialias: bool = True
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # sub-networks that load from weights files of their own: (submodule name, registered backbone). The submodule's
+    # state dict is that backbone's (its weights entries and checkpoint filter); this spec's own weights fill the
+    # rest (e.g. an I3D flow checkpoint, unchanged, beside a RAFT file for the flow model in front of it).
+    parts: tuple[tuple[str, str], ...] = ()
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
@@ -147,11 +154,16 @@ def load_state_dict(spec: BackboneSpec, path: str | Path) -> dict[str, torch.Ten
     return dict(obj)
 
 
-def create(name: str, weights: str | Path | None = None) -> nn.Module:
+Weights = str | Path | tuple[str | Path, ...] | None
+
+
+def create(name: str, weights: Weights = None) -> nn.Module:
     """Build backbone `name` in eval mode; load `weights` (a checkpoint in its public format) if given.
 
-    With ``weights=None`` the module keeps its random initialisation (seeded, so every process builds the
-    same one: for tests and benchmarks).
+    A backbone with parts (``BackboneSpec.parts``) takes a tuple of files: its own checkpoint first, then one
+    per part, in the order of ``parts``; each is read with its own backbone's checkpoint filter and the whole
+    state dict loads strictly. With ``weights=None`` the module keeps its random initialisation (seeded, so
+    every process builds the same one: for tests and benchmarks).
     """
     spec = get_spec(name)
     # a fixed seed: random-init models (tests, speed runs) are the same in every worker process
@@ -159,9 +171,20 @@ def create(name: str, weights: str | Path | None = None) -> nn.Module:
         torch.manual_seed(0)
         model = spec.build()
     if weights is not None:
-        state = load_state_dict(spec, weights)
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(_full_state_dict(spec, weights), strict=True)
     return model.eval()
+
+
+def _full_state_dict(spec: BackboneSpec, weights: Weights) -> dict[str, torch.Tensor]:
+    files = tuple(weights) if isinstance(weights, (tuple, list)) else (weights,)
+    if len(files) != 1 + len(spec.parts):
+        wanted = " + ".join([spec.name, *(backbone for _, backbone in spec.parts)])
+        raise HLError(f"backbone {spec.name!r} takes {1 + len(spec.parts)} weights file(s) ({wanted}), "
+                      f"got {len(files)}")
+    state = load_state_dict(spec, files[0])
+    for (attr, backbone), path in zip(spec.parts, files[1:]):
+        state.update({f"{attr}.{k}": v for k, v in load_state_dict(get_spec(backbone), path).items()})
+    return state
 
 
 def as_uint8_video(frames: Any) -> torch.Tensor:

@@ -1,6 +1,10 @@
 """Optical flow models for I3D's flow stream, in a small registry of their own (timm style).
 
     create_flow("horn_schunck") -> nn.Module: (prev, next) [P, 1, H, W] grey in [0, 1] -> flow [P, 2, H, W]
+    create_flow("raft_large")   -> nn.Module: (prev, next) [P, 3, H, W] RGB in [-1, 1] -> flow [P, 2, H, W]
+
+A flow model says what it takes in ``in_channels``: 1 (grey in [0, 1]) or 3 (RGB in [-1, 1]: RAFT, registered
+by hl.extract.backbones.raft, which has weights of its own).
 
 The flow is in pixels, channel 0 the x (column) and channel 1 the y (row) displacement, such that
 ``next(y + flow_y, x + flow_x) ~ prev(y, x)``: the convention of OpenCV's TV-L1 (``calcOpticalFlow*``), whose first
@@ -88,6 +92,8 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
 class HornSchunck(nn.Module):
     """Coarse-to-fine Horn-Schunck flow. No parameters: nothing enters a state dict."""
 
+    in_channels = 1  # grey frames in [0, 1]
+
     def __init__(self, levels: int = 4, warps: int = 2, iterations: int = 20, alpha: float = 0.1,
                  scale: float = 0.5):
         super().__init__()
@@ -144,6 +150,8 @@ class TVL1(nn.Module):
     ``cv2.optflow.DualTVL1OpticalFlow`` with its default parameters, one frame pair at a time on the CPU, on the
     grey frames quantised to uint8 as OpenCV takes them. Optional: needs ``opencv-contrib-python-headless``
     (``pip install "hl[tvl1]"``); faithful but slow (seconds per frame pair)."""
+
+    in_channels = 1  # grey frames in [0, 1]
 
     def forward(self, prev: Tensor, next_: Tensor) -> Tensor:
         try:

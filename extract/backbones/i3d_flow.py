@@ -12,12 +12,23 @@ computed on the resized frames whole and cropped afterwards, as the recipe crops
 flow extractors of a run read the same decoded frames (one decoding pass; hl.extract.extractors).
 
 :class:`I3DFlowFromFrames` is pytorch-i3d's ``InceptionI3d(in_channels=2)`` (the same parameter names and
-shapes: the public flow checkpoints load unchanged) with a flow model in front. The flow model here is the
-weight-free ``horn_schunck`` (hl.extract.backbones.flow): it has no parameters, so the state dict is exactly
-the I3D flow checkpoint's. It always runs in float32 (autocast off); the I3D part follows the run's precision.
+shapes: the public flow checkpoints load unchanged) with a flow model in front:
+
+* ``i3d_flow`` (default): the weight-free ``horn_schunck`` on grey frames (hl.extract.backbones.flow). It has no
+  parameters, so the state dict is exactly the I3D flow checkpoint's; it always runs in float32 (autocast off).
+* ``i3d_flow_tvl1``: OpenCV's TV-L1 on grey frames (optional, slow; also weight-free).
+* ``i3d_flow_raft`` / ``i3d_flow_raft_small``: RAFT (hl.extract.backbones.raft) on the RGB frames. RAFT has
+  weights: it is the submodule ``flow_model``, a part with a weights file of its own (``BackboneSpec.parts``),
+  so the extractor reads two files: the I3D flow checkpoint, unchanged, and a RAFT file (torchvision's or
+  princeton-vl's). RAFT follows the run's precision like the I3D part; its correlation pyramid stays float32.
+  The frames are kept as uint8 until the flow model takes them (the rgb stream's decoded frames are shared, not
+  copied: one decoding pass), and each frame is encoded once for the two pairs it belongs to.
+
+The I3D part follows the run's precision.
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from typing import Any
 
@@ -28,41 +39,58 @@ from torch import Tensor
 from ._registry import BackboneSpec, ExtractorDef, as_uint8_video, register
 from .flow import create_flow, to_i3d_flow
 from .i3d import _COMMON, CROP, FLOW_CHARADES, FLOW_IMAGENET, InceptionI3d, resized_size
+from .raft import VIDEO_ITERATIONS, to_raft_input
 
 CLIP_FRAMES = 33  # 32 flow fields
 FLOW_PAIRS_PER_PASS = 32  # frame pairs the flow model solves at once (bounds its intermediates)
 
 
 class I3DFlowFromFrames(InceptionI3d):
-    """Grey frames [B, 1, T + 1, H, W] in [0, 1] -> flow between consecutive frames -> I3D flow feature [B, 1024]."""
+    """Frames [B, C, T + 1, H, W] -> flow between consecutive frames -> I3D flow feature [B, 1024].
+
+    C = 1: grey in [0, 1] (weight-free flow models); C = 3: uint8 RGB (RAFT)."""
 
     def __init__(self, flow: str = "horn_schunck", crop: int = CROP):
         super().__init__(in_channels=2)
         self.flow_name, self.crop = flow, crop
         flow_model = create_flow(flow)
-        if any(True for _ in flow_model.parameters()) or any(True for _ in flow_model.buffers()):
-            raise ValueError(f"flow model {flow!r} has weights: it cannot share the I3D flow checkpoint's state dict")
-        object.__setattr__(self, "flow_model", flow_model)  # not a submodule: nothing of it in the state dict
+        self.has_flow_weights = any(True for _ in flow_model.parameters()) or any(True for _ in flow_model.buffers())
+        if self.has_flow_weights:
+            self.flow_model = flow_model  # a part: its state dict comes from a weights file of its own
+        else:
+            object.__setattr__(self, "flow_model", flow_model)  # not a submodule: nothing of it in the state dict
 
     def flow(self, frames: Tensor) -> Tensor:
-        """[B, 1, T + 1, H, W] -> I3D's flow input [B, 2, T, crop, crop] in [-1, 1] (float32)."""
-        b, _, t1, h, w = frames.shape
+        """[B, C, T + 1, H, W] -> I3D's flow input [B, 2, T, crop, crop] in [-1, 1] (float32)."""
+        b, c, t1, h, w = frames.shape
         if t1 < 2:
             raise ValueError(f"the flow stream needs at least 2 frames per clip, got {t1}")
+        if c != self.flow_model.in_channels:
+            raise ValueError(f"flow model {self.flow_name!r} takes {self.flow_model.in_channels}-channel frames, "
+                             f"got {c}")
+        top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+        out = torch.empty(b, t1 - 1, 2, min(h, self.crop), min(w, self.crop), dtype=torch.float32,
+                          device=frames.device)
+        if c == 3:  # RAFT: each clip's frames encoded once, FLOW_PAIRS_PER_PASS // 4 pairs at a time
+            for i in range(b):
+                x = to_raft_input(frames[i].transpose(0, 1))  # [T + 1, 3, H, W] in [-1, 1]
+                field = self.flow_model.consecutive(x, max(1, FLOW_PAIRS_PER_PASS // 4))
+                out[i] = to_i3d_flow(field[:, :, top:top + self.crop, left:left + self.crop].float())
+            return out.permute(0, 2, 1, 3, 4)
         x = frames[:, 0].float()
         prev = x[:, :-1].reshape(-1, 1, h, w)
         nxt = x[:, 1:].reshape(-1, 1, h, w)
-        top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
-        out = torch.empty(prev.shape[0], 2, min(h, self.crop), min(w, self.crop), dtype=torch.float32,
-                          device=frames.device)
+        flat = out.view(-1, *out.shape[2:])
         for i in range(0, prev.shape[0], FLOW_PAIRS_PER_PASS):
             j = i + FLOW_PAIRS_PER_PASS
             field = self.flow_model(prev[i:j], nxt[i:j])
-            out[i:j] = to_i3d_flow(field[:, :, top:top + self.crop, left:left + self.crop])
-        return out.reshape(b, t1 - 1, 2, *out.shape[-2:]).permute(0, 2, 1, 3, 4)
+            flat[i:j] = to_i3d_flow(field[:, :, top:top + self.crop, left:left + self.crop])
+        return out.permute(0, 2, 1, 3, 4)
 
     def forward(self, frames: Tensor) -> Tensor:
-        with torch.autocast(device_type=frames.device.type, enabled=False):
+        # a weight-free flow model runs in float32; RAFT follows the run's precision (autocast), as I3D does
+        keep = contextlib.nullcontext() if self.has_flow_weights else torch.autocast(frames.device.type, enabled=False)
+        with keep:
             flow = self.flow(frames)
         if frames.device.type == "cpu":
             flow = flow.contiguous(memory_format=torch.channels_last_3d)
@@ -88,25 +116,56 @@ def preprocess_grey(frames: Any, *, chunk: int = 8) -> Tensor:
     return out.reshape(n, t, 1, *size).permute(0, 2, 1, 3, 4).contiguous()
 
 
-def _flow_spec(name: str, extractor: str, flow: str, description: str, default: bool) -> BackboneSpec:
+def preprocess_rgb_frames(frames: Any, *, chunk: int = 8) -> Tensor:
+    """uint8 RGB frames [N, T, H, W, 3] -> uint8 RGB [N, 3, T, H', W'], resized as the RGB stream's frames (short
+    side 256, bilinear, antialiased, rounded; not cropped: the flow is cropped). RAFT converts them to its input
+    range itself; uint8 keeps the chunk's frames small."""
+    frames = as_uint8_video(frames)
+    n, t, h, w, _ = frames.shape
+    if min(h, w) == 0:
+        raise ValueError(f"frames have an empty side: {h}x{w}")
+    size = resized_size(h, w)
+    flat = frames.reshape(n * t, h, w, 3).permute(0, 3, 1, 2)
+    if tuple(size) != (h, w):
+        out = torch.empty(n * t, 3, *size, dtype=torch.uint8)
+        for start in range(0, n * t, chunk):
+            x = F.interpolate(flat[start:start + chunk].float(), size=size, mode="bilinear", align_corners=False,
+                              antialias=True)
+            out[start:start + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+        flat = out
+    return flat.reshape(n, t, 3, *size).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def _flow_spec(name: str, extractor: str, flow: str, description: str, default: bool,
+               auto_precision: str = "fp32") -> BackboneSpec:
+    rgb = flow.startswith("raft")
+    extra = {**_COMMON["extra"], "flow": flow, "auto_precision": auto_precision}
+    if rgb:
+        extra["flow_iterations"] = VIDEO_ITERATIONS
     return BackboneSpec(
         name=name,
         build=partial(I3DFlowFromFrames, flow=flow),
-        preprocess=preprocess_grey,
+        preprocess=preprocess_rgb_frames if rgb else preprocess_grey,
         frame_size=resized_size,
         weights=(FLOW_IMAGENET, FLOW_CHARADES),
+        parts=(("flow_model", flow),) if rgb else (),
         extractors=(ExtractorDef(extractor, name, "segment", description=description, default=default),),
-        notes=f"I3D flow stream from frames: grey, {flow} flow between consecutive sampled frames, truncated to "
-        "[-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment.",
+        notes=f"I3D flow stream from frames: {'RGB' if rgb else 'grey'}, {flow} flow between consecutive sampled "
+        "frames, truncated to [-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment."
+        + (f" Two weights files: the I3D flow checkpoint and a {flow} file." if rgb else ""),
         # 33 frames over a 2-s segment; the flow model is part of what the feature depends on (its config)
-        **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": CLIP_FRAMES / 2.0,
-           # bf16 I3D on flow input: cosine 0.991 against fp32 (BENCHMARKS.md): "auto" keeps fp32
-           "extra": {**_COMMON["extra"], "flow": flow, "auto_precision": "fp32"}},
+        **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": CLIP_FRAMES / 2.0, "extra": extra},
     )
 
 
+# bf16 I3D on flow input: cosine 0.991 against fp32 (BENCHMARKS.md): "auto" keeps fp32
 register(_flow_spec("i3d_flow_frames", "i3d_flow", "horn_schunck",
                     "I3D optical-flow stream on flow computed from the frames (Horn-Schunck), 1024-d", True))
 # the original recipe's TV-L1 (OpenCV contrib, optional): faithful, slow; never picked by default
 register(_flow_spec("i3d_flow_tvl1_frames", "i3d_flow_tvl1", "tvl1",
                     "I3D optical-flow stream on TV-L1 flow (OpenCV contrib), 1024-d", False))
+# RAFT (weights of its own, besides I3D's): not picked by default
+register(_flow_spec("i3d_flow_raft_frames", "i3d_flow_raft", "raft_large",
+                    "I3D optical-flow stream on RAFT (large) flow from the RGB frames, 1024-d", False))
+register(_flow_spec("i3d_flow_raft_small_frames", "i3d_flow_raft_small", "raft_small",
+                    "I3D optical-flow stream on RAFT (small) flow from the RGB frames, 1024-d", False))

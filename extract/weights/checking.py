@@ -80,7 +80,8 @@ _LAYOUTS: dict[tuple[str, int], ModelLayout] = {}
 
 
 def model_layout(spec) -> ModelLayout:
-    """Names, shapes and dtypes of the backbone's parameters and buffers, built once per process.
+    """Names, shapes and dtypes of the backbone's parameters and buffers, built once per process (without those
+    of its parts, which have weights files of their own).
 
     The module is built on the meta device when it builds there (no memory, no init time), else on CPU.
     """
@@ -94,7 +95,9 @@ def model_layout(spec) -> ModelLayout:
                 model = spec.build()
         except Exception:
             model = spec.build()
-        tensors = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+        # a part (BackboneSpec.parts) loads from its own file and is checked against its own backbone
+        parts = tuple(f"{attr}." for attr, _ in spec.parts)
+        tensors = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items() if not k.startswith(parts)}
         counters = frozenset(
             f"{name}.num_batches_tracked" if name else "num_batches_tracked"
             for name, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats

@@ -166,6 +166,11 @@ def add_weights(name_or_backbone: str, file: str | os.PathLike,
             f"{src} has sha256 {digest}, but {name} is the published file with sha256 {entry.sha256}; "
             f"add your own file under the backbone name {backbone!r} instead"
         )
+    if entry is not None and entry.sha256_prefix is not None and not digest.startswith(entry.sha256_prefix):
+        raise HLError(
+            f"{src} has sha256 {digest}, but {name} is the published file whose sha256 starts with "
+            f"{entry.sha256_prefix}; add your own file under the backbone name {backbone!r} instead"
+        )
     root = _root(weights_dir)
     dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -160,6 +160,8 @@ def download_weights(name: str, weights_dir: str | os.PathLike | None = None, ur
             problem = f"it has {size} bytes, expected {entry.size}"
         elif entry.sha256 is not None and digest != entry.sha256:
             problem = f"its sha256 is {digest}, expected {entry.sha256}"
+        elif entry.sha256_prefix is not None and not digest.startswith(entry.sha256_prefix):
+            problem = f"its sha256 is {digest}, expected one starting with {entry.sha256_prefix}"
         elif entry.md5 is not None and (md5 := file_md5(part)) != entry.md5:
             problem = f"its md5 is {md5}, expected {entry.md5}"
         else:

@@ -33,14 +33,17 @@ _HASHES: dict[tuple[str, int, int], str] = {}
 _HASHES_LOCK = threading.Lock()
 
 
-def weights_hash(path: str | os.PathLike | None) -> str:
-    """sha256 of a weights file, or "none" without weights (random initialisation).
+def weights_hash(path: str | os.PathLike | tuple[str | os.PathLike, ...] | None) -> str:
+    """sha256 of a weights file, or "none" without weights (random initialisation). The weights of a backbone
+    with parts (a tuple of files: its own, then its parts') hash to their sha256s joined by "+", in that order.
 
     Cached per process by (path, size, mtime): a 300 MB checkpoint is hashed once, and a file
     replaced in place is hashed again.
     """
     if path is None:
         return "none"
+    if isinstance(path, (tuple, list)):
+        return "+".join(weights_hash(p) for p in path)
     p = Path(path).resolve()
     try:
         st = p.stat()

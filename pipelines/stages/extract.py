@@ -7,6 +7,7 @@ themselves (atomically), so whatever finished before a crash stays finished.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ import numpy as np
 
 from hl.common import HLError, StorageError, one_line
 from hl.extract import segments as seg
+from hl.extract.backbones import get_spec
 from hl.extract.decode import VideoSource
 from hl.extract.extractors import (
     EXTRACTORS,
@@ -29,6 +31,7 @@ from hl.extract.extractors import (
     extract_video,
     extractor_config,
     get_extractor,
+    missing_weights,
     precision_notice,
     weights_for,
 )
@@ -55,7 +58,7 @@ class UnitPlan:
     """One extractor as the workers run it."""
 
     extractor: ExtractorDef
-    weights: str | None
+    weights: str | tuple[str, ...] | None  # a tuple for a backbone with parts: its own file, then the parts'
     weights_hash: str
 
 
@@ -150,8 +153,10 @@ def plan_extractors(names: Iterable[str] | None, weights_dir: str | Path | None,
                 notices.append(f"NO WEIGHTS FOR {name}: using the weight-free {FALLBACKS[name]} instead.")
                 d = get_extractor(FALLBACKS[name])
             else:
+                lacking = missing_weights(d, weights_dir)
+                what = f" (it lacks {' and '.join(lacking)} weights)" if lacking != [d.backbone] else ""
                 raise HLError(
-                    f"no weights for {name!r} in the weights directory: `hl weights download` or "
+                    f"no weights for {name!r} in the weights directory{what}: `hl weights download` or "
                     f"`hl weights add` them, or choose weight-free extractors (stats, stats_audio)"
                 )
         elif d.needs_weights and weights is None:
@@ -175,10 +180,15 @@ def _required_plan(name: str, origin: FeatureOrigin, weights_dir: str | Path | N
     d = _extractor(name)
     weights = None
     if d.needs_weights and origin.weights_hash != "none":
-        present = weights_files(d.backbone, weights_dir)
-        weights = next((str(p) for p in present if weights_hash(p) == origin.weights_hash), None)
+        parts = [b for _, b in get_spec(d.backbone).parts]
+        if parts:  # every combination of the files present for the backbone and for each part
+            present = [tuple(map(str, c)) for c in itertools.product(
+                *(weights_files(b, weights_dir) for b in (d.backbone, *parts)))]
+        else:
+            present = [str(p) for p in weights_files(d.backbone, weights_dir)]
+        weights = next((p for p in present if weights_hash(p) == origin.weights_hash), None)
         if weights is None:
-            have = ", ".join(f"{p.name} ({weights_hash(p)[:12]})" for p in present) or "none"
+            have = ", ".join(f"{_names(p)} ({weights_hash(p)[:12]})" for p in present) or "none"
             raise HLError(f"the run's {name} features come from weights with sha256 {origin.weights_hash[:12]}, "
                           f"which the weights directory does not hold (it has: {have}); add that file with "
                           f"`hl weights add`")
@@ -189,6 +199,10 @@ def _required_plan(name: str, origin: FeatureOrigin, weights_dir: str | Path | N
         raise HLError(f"the run's {name} features were made with other extractor settings than hl makes now "
                       f"(they differ in {', '.join(differ)}); train the run again on features of this hl")
     return UnitPlan(d, weights, weights_hash(weights))
+
+
+def _names(weights: str | tuple[str, ...]) -> str:
+    return " + ".join(Path(p).name for p in (weights if isinstance(weights, tuple) else (weights,)))
 
 
 def _segment_spec(item: VideoItem, segment_seconds: float) -> str:
