@@ -121,6 +121,8 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
         cfg["flow"] = spec.extra["flow"]
     if spec.extra.get("flow_iterations"):
         cfg["flow_iterations"] = spec.extra["flow_iterations"]
+    if spec.extra.get("clip_steps"):
+        cfg["clip_steps"] = spec.extra["clip_steps"]
     if d.sampling != "audio" and spec.frame_size is not None:
         cfg["frame_resize"] = "uint8"
     return cfg
@@ -288,7 +290,8 @@ def _plan(info, segments: np.ndarray, bounds: list[tuple[int, int]], video_state
         for s in video_states:
             t_frames = s.spec.clip_frames
             if s.d.sampling == "segment":
-                rows = [seg.clip_frame_indices(a, b, t_frames, info.fps, info.num_frames) for a, b in chunk]
+                steps = s.spec.extra.get("clip_steps")
+                rows = [seg.clip_frame_indices(a, b, t_frames, info.fps, info.num_frames, steps) for a, b in chunk]
             else:
                 t = targets[s.d.name]
                 end = chunk[-1, 1] if hi < len(segments) else np.inf
