@@ -199,3 +199,24 @@ def test_highlights_remake_each_feature_in_its_own_precision(made):
         features[name] = FeatureOrigin.from_config(name, config, "w")
     settings = run_settings(features, RunSettings(precision="auto"))
     assert {n: effective_precision(get_extractor(n), settings) for n in made} == made
+
+
+def test_the_video_features_recipe_takes_the_rgb_clip_and_the_next_frame(tmp_path):
+    """i3d_flow_raft_vf's clips: the 32 frames of the rgb stream's clip and the next one (32 flow fields at the
+    clip's rate, as v-iashin/video_features' stacks); the video's last frame repeats past its end."""
+    from hl.data_manifests.synthetic import make_dataset
+    from hl.extract import segments as seg
+    from hl.extract.decode import VideoSource
+    from hl.extract.extractors import RunSettings, chunk_inputs, get_extractor
+
+    videos, _ = make_dataset(tmp_path, n_videos=1, seconds=4, fps=16)
+    source = VideoSource(videos[0].path)
+    assert source.info.num_frames == 64
+    segments = seg.fixed_segments(source.info.duration, 2.0)
+    names = ["i3d", "i3d_flow_raft_vf"]
+    (chunk,) = chunk_inputs(source, segments, [get_extractor(n) for n in names], RunSettings())
+    rgb, flow = chunk.video["i3d"], chunk.video["i3d_flow_raft_vf"]
+    # both use every frame once: positions are frame indices
+    np.testing.assert_array_equal(rgb.positions, np.arange(64).reshape(2, 32))
+    np.testing.assert_array_equal(flow.positions, np.concatenate([np.arange(33), np.r_[32:64, 63]]).reshape(2, 33))
+    assert flow.clips(0, 2).shape == (2, 3, 33, 256, 341) and flow.frames.dtype == torch.uint8
