@@ -15,7 +15,8 @@ and run on 2 seeded RGB frame pairs:
 
     /work/venv-peer/bin/python benchmarks/raft_reference.py --princeton-git /work/.mirror/princeton-vl+RAFT/repo
 
-The flows are stored at every second pixel (the fixture stays small; the upsampling is still checked).
+The flows are stored at every second pixel (the fixture stays small; the upsampling is still checked), with the
+names and shapes of each definition's state dict (what a file saved from it holds).
 """
 from __future__ import annotations
 
@@ -45,7 +46,20 @@ def _load(path: Path, name: str):
     return module
 
 
-ours = _load(ROOT / "extract" / "backbones" / "raft.py", "hl_raft")  # plain torch, no hl imports
+def _hl_raft():
+    """hl's RAFT module (for its checkpoint filter's names), importable without installing hl: the repository
+    root is the package `hl`, linked into a temporary folder on sys.path."""
+    try:
+        from hl.extract.backbones import raft
+    except ImportError:
+        tmp = Path(tempfile.mkdtemp())
+        (tmp / "hl").symlink_to(ROOT, target_is_directory=True)
+        sys.path.insert(0, str(tmp))
+        from hl.extract.backbones import raft
+    return raft
+
+
+ours = _hl_raft()
 weights = _load(ROOT / "tests" / "backbone_weights.py", "hl_backbone_weights")
 
 
@@ -73,6 +87,25 @@ def torchvision_flow(small: bool, pairs: np.ndarray) -> np.ndarray:
     image1, image2 = transform(x[:, 0], x[:, 1])
     with torch.no_grad():
         return model(image1, image2, num_flow_updates=ITERATIONS)[-1].numpy()
+
+
+def layout(state: dict) -> np.ndarray:
+    """A state dict's names and shapes, as strings "name [d0, d1, ...]"."""
+    return np.array([f"{k} {list(v.shape)}" for k, v in state.items()])
+
+
+def torchvision_layout(small: bool) -> np.ndarray:
+    from torchvision.models.optical_flow import raft_large, raft_small
+
+    return layout((raft_small if small else raft_large)().state_dict())
+
+
+def original_layout(core: Path, small: bool) -> np.ndarray:
+    sys.path.insert(0, str(core))
+    from raft import RAFT
+
+    args = argparse.Namespace(small=small, mixed_precision=False, alternate_corr=False, dropout=0)
+    return layout(torch.nn.DataParallel(RAFT(args)).state_dict())
 
 
 def original_flow(core: Path, small: bool, pairs: np.ndarray) -> np.ndarray:
@@ -116,6 +149,7 @@ def main() -> None:
     out = {"tv_pairs": tv_pairs, "original_pairs": original_pairs, "iterations": np.int64(ITERATIONS)}
     for small in (False, True):
         out[f"tv_{'small' if small else 'large'}"] = torchvision_flow(small, tv_pairs)[..., ::2, ::2]
+        out[f"tv_{'small' if small else 'large'}_layout"] = torchvision_layout(small)
     with tempfile.TemporaryDirectory() as tmp:
         core = a.princeton_core
         if core is None:
@@ -124,7 +158,9 @@ def main() -> None:
             subprocess.run(["tar", "x", "-C", tmp], input=archive, check=True)
             core = Path(tmp) / "core"
         for small in (False, True):
-            out[f"original_{'small' if small else 'large'}"] = original_flow(core, small, original_pairs)[..., ::2, ::2]
+            name = f"original_{'small' if small else 'large'}"
+            out[name] = original_flow(core, small, original_pairs)[..., ::2, ::2]
+            out[name + "_layout"] = original_layout(core, small)  # DataParallel's "module." names
     for k, v in out.items():
         if k.startswith(("tv_", "original_")) and v.dtype == np.float32:
             print(f"{k}: {list(v.shape)} |flow| mean {np.abs(v).mean():.3f} max {np.abs(v).max():.3f}")

@@ -450,11 +450,14 @@ def preprocess_frames(frames: Any) -> Tensor:
 # torchvision's files: the sha256 of each starts with the 8 hex digits its name ends in (torch.hub checks them)
 _TV_URL = "https://download.pytorch.org/models/"
 _TV_LICENSE = "BSD-3-Clause (pytorch/vision)"
-# princeton-vl/RAFT's download_models.sh: "wget https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip"
-# (raft-things.pth, raft-sintel.pth, raft-small.pth, ... inside; its README also links a Google Drive folder)
-_ORIGINAL_URL = "https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip"
+# princeton-vl/RAFT's README: "Pretrained models can be downloaded by running ./download_models.sh or downloaded
+# from [google drive](https://drive.google.com/drive/folders/1sWDsfuZ3Up38EUQt7-JDTT1HcGHuJgvT?usp=sharing)";
+# download_models.sh: "wget https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip" (the .pth files inside).
+# No checksum is published. The Drive folder hands out each file, to a browser.
+_ORIGINAL_URL = "https://drive.google.com/drive/folders/1sWDsfuZ3Up38EUQt7-JDTT1HcGHuJgvT"
 _ORIGINAL_LICENSE = "BSD-3-Clause (princeton-vl/RAFT)"
-_IN_ZIP = " (inside princeton-vl's models.zip: unzip it, then `hl weights add` the file)"
+_IN_ZIP = (" (also inside https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip, princeton-vl's "
+           "download_models.sh: unzip it, then `hl weights add` the file)")
 
 
 def _torchvision(name: str, backbone: str, file_name: str, description: str) -> WeightsEntry:
