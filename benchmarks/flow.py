@@ -175,14 +175,14 @@ def run_peer(args, *argv: str) -> dict:
 
 
 def run_hl(video: Path, segments: np.ndarray, flow: str, weights: dict[str, Path], precision: str,
-           batch: int) -> dict:
+           batch: int, device: str = "cpu") -> dict:
     name = FLOW_EXTRACTORS[flow]
     flow_weights = {"raft_large": (weights["i3d_flow"], weights["raft_large"]),
                     "raft_small": (weights["i3d_flow"], weights["raft_small"])}.get(flow, weights["i3d_flow"])
     extractors = [(get_extractor("i3d"), str(weights["i3d"])),
                   (get_extractor(name), tuple(map(str, flow_weights)) if isinstance(flow_weights, tuple)
                    else str(flow_weights))]
-    settings = RunSettings(precision=precision, batch_size=batch, prefetch=0)
+    settings = RunSettings(device=device, precision=precision, batch_size=batch, prefetch=0)
     c0, t0 = time.process_time(), time.perf_counter()
     result = extract_video(VideoSource(video), segments, extractors, settings)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -197,6 +197,7 @@ def main() -> None:
     ap.add_argument("--configs", default="raft_large,raft_small,tvl1",
                     help=f"flow models for hl, from {', '.join(FLOW_EXTRACTORS)}")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (hl) / cuda:0 (the peer) on a GPU machine")
     ap.add_argument("--batch", type=int, default=4, help="hl's clips per forward pass")
     ap.add_argument("--peer-root", type=Path, default=Path("/work/peer/video_features"))
     ap.add_argument("--peer-python", type=Path, default=Path("/work/venv-peer/bin/python"))
@@ -223,9 +224,10 @@ def main() -> None:
         weights = write_weights(scratch, args)
         print(f"{args.video.name}: {args.segments} x 2 s at {FPS} fps ({frames} frames, {w}x{h}), random weights, "
               f"{args.threads} torch threads, load average {load[0]:.1f} at the start")
-        precisions = ["fp32"] + (["bf16"] if default_precision("cpu") == "bf16" else [])
+        precisions = ["fp32"] + (["bf16"] if default_precision(args.device) == "bf16" else [])
         if len(precisions) == 1:
             print("  bf16: not measured (this CPU has no native bf16: no AVX512-BF16 or AMX)")
+        print(f"  device: {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device != "cpu" else ""))
         hl_runs = {}
         for flow in configs:
             if flow == "tvl1":
@@ -239,7 +241,7 @@ def main() -> None:
                     print("  tvl1: not measured (OpenCV's contrib modules are not installed in this environment)")
                     continue
             for precision in precisions:
-                r = run_hl(video, segments, flow, weights, precision, args.batch)
+                r = run_hl(video, segments, flow, weights, precision, args.batch, args.device)
                 hl_runs[flow, precision] = r
                 print(f"  hl {r['extractor']:20s} {precision}: {r['wall_s'] / minutes:8.0f} s/min wall, "
                       f"{r['cpu_s'] / minutes:8.0f} s/min CPU (models: "
@@ -248,7 +250,8 @@ def main() -> None:
         if args.peer_python:
             out = scratch / "peer.npz"
             p = run_peer(args, "extract", "--video", str(video), "--weights", str(scratch), "--stack", str(STACK),
-                         "--threads", str(args.threads), "--out", str(out))
+                         "--threads", str(args.threads), "--device",
+                         "cuda:0" if args.device.startswith("cuda") else "cpu", "--out", str(out))
             feats = np.load(out)
             if len(feats["rgb"]) != args.segments:
                 raise SystemExit(f"the peer made {len(feats['rgb'])} stacks for {args.segments} segments")

@@ -8,6 +8,7 @@ torchvision, omegaconf, opencv-python-headless, scipy, pillow) and a copy of the
         random weights of the peer's RAFT (princeton-vl's RAFT, the large model), seeded, saved in the
         princeton-vl format: a DataParallel state dict, every key prefixed with ``module.``
     PEER_PYTHON benchmarks/flow_peer.py extract --peer-root DIR --video V --weights DIR --stack 32 --out F.npz
+            [--device cuda:0]
         the peer's ExtractI3D (models/i3d/extract_i3d.py) built from its own config (configs/i3d.yml, the
         keys main.py merges from the command line overridden), its models loaded from DIR, then
         ``ExtractI3D.extract(video)`` timed: wall and CPU seconds, the rgb and flow features.
@@ -70,7 +71,7 @@ def extract(args) -> None:
         os.chdir(scratch)
         # main.py: OmegaConf.merge(configs/<feature_type>.yml, the command line)
         cfg = OmegaConf.merge(OmegaConf.load(args.peer_root / "configs" / "i3d.yml"), OmegaConf.create({
-            "feature_type": "i3d", "device": "cpu", "stack_size": args.stack, "step_size": args.stack,
+            "feature_type": "i3d", "device": args.device, "stack_size": args.stack, "step_size": args.stack,
             "extraction_fps": None, "streams": None, "flow_type": "raft", "on_extraction": "print",
             "tmp_path": str(scratch / "tmp"), "output_path": str(scratch / "out"),
             "video_paths": [str(args.video)],
@@ -105,6 +106,7 @@ def main() -> None:
     e.add_argument("--weights", type=Path, required=True)
     e.add_argument("--stack", type=int, default=32)
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--device", default="cpu", help="cpu, or cuda:0")
     e.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     {"raft-weights": raft_weights, "extract": extract}[args.command](args)
