@@ -69,8 +69,16 @@ import torch
 
 from hl.extract import segments as seg
 from hl.extract.backbones import create
+from hl.extract.backbones.raft import RAFT
 from hl.extract.decode import VideoSource
-from hl.extract.extractors import RunSettings, default_precision, extract_video, get_extractor
+from hl.extract.extractors import (
+    RunSettings,
+    default_precision,
+    effective_precision,
+    extract_video,
+    get_extractor,
+    load_model,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "videos" / "v_GGSY1Qvo990.mp4"
@@ -183,11 +191,43 @@ def run_hl(video: Path, segments: np.ndarray, flow: str, weights: dict[str, Path
                   (get_extractor(name), tuple(map(str, flow_weights)) if isinstance(flow_weights, tuple)
                    else str(flow_weights))]
     settings = RunSettings(device=device, precision=precision, batch_size=batch, prefetch=0)
+    # the models extract_video will use (loaded once per process, then cached): CPU seconds per part
+    rgb_model = load_model("i3d", extractors[0][1], device, effective_precision(extractors[0][0], settings))
+    flow_model = load_model(get_extractor(name).backbone, extractors[1][1], device,
+                            effective_precision(extractors[1][0], settings))
+    parts = {"i3d rgb": rgb_model}
+    raft = getattr(flow_model, "flow_model", None)
+    if isinstance(raft, RAFT):
+        parts |= {"feature encoder": raft.feature_encoder, "context encoder": raft.context_encoder,
+                  "updates": raft.update_block}
+        if raft.mask_predictor is not None:
+            parts["mask"] = raft.mask_predictor
+    spent, hooks = time_parts(parts)
     c0, t0 = time.process_time(), time.perf_counter()
     result = extract_video(VideoSource(video), segments, extractors, settings)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"wall_s": wall, "cpu_s": cpu, "model_s": result.model_s, "decode_s": result.decode_s,
+    for h in hooks:
+        h.remove()
+    return {"wall_s": wall, "cpu_s": cpu, "model_s": result.model_s, "decode_s": result.decode_s, "parts_cpu_s": spent,
             "rgb": result.arrays["i3d"]["features"], "flow": result.arrays[name]["features"], "extractor": name}
+
+
+def time_parts(modules: dict) -> tuple[dict[str, float], list]:
+    """CPU seconds (this process, all threads) spent in each module's forward, filled in as they run."""
+    spent, hooks = dict.fromkeys(modules, 0.0), []
+    for key, module in modules.items():
+        def pre(_module, _inputs, key=key):
+            spent[key] -= time.process_time()
+
+        def post(_module, _inputs, _output, key=key):
+            spent[key] += time.process_time()
+
+        hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    return spent, hooks
+
+
+def parts_line(parts: dict[str, float], minutes: float) -> str:
+    return ", ".join(f"{k} {v / minutes:.0f}" for k, v in parts.items()) + " s/min CPU"
 
 
 def main() -> None:
@@ -247,6 +287,7 @@ def main() -> None:
                       f"{r['cpu_s'] / minutes:8.0f} s/min CPU (models: "
                       + ", ".join(f"{k} {v / minutes:.0f}" for k, v in r["model_s"].items()) + " s/min wall)",
                       flush=True)
+                print(f"      parts: {parts_line(r['parts_cpu_s'], minutes)}")
         if args.peer_python:
             out = scratch / "peer.npz"
             p = run_peer(args, "extract", "--video", str(video), "--weights", str(scratch), "--stack", str(STACK),
@@ -257,6 +298,7 @@ def main() -> None:
                 raise SystemExit(f"the peer made {len(feats['rgb'])} stacks for {args.segments} segments")
             print(f"  peer video_features i3d (RAFT large) fp32: {p['wall_s'] / minutes:8.0f} s/min wall, "
                   f"{p['cpu_s'] / minutes:8.0f} s/min CPU (torch {p['torch']}, {p['threads']} threads)")
+            print(f"      parts: {parts_line(p['parts_cpu_s'], minutes)}")
             for precision in precisions:
                 r = hl_runs["raft_large", precision]
                 c_rgb, c_flow = cosine(r["rgb"], feats["rgb"]), cosine(r["flow"], feats["flow"])

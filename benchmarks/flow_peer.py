@@ -35,6 +35,21 @@ def _import_peer(root: Path) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.cuda.amp.autocast in the peer's RAFT
 
 
+def time_parts(modules: dict) -> dict[str, float]:
+    """CPU seconds (this process, all threads) spent in each module's forward, filled in as they run."""
+    spent = dict.fromkeys(modules, 0.0)
+    for name, module in modules.items():
+        def pre(_module, _inputs, name=name):
+            spent[name] -= time.process_time()
+
+        def post(_module, _inputs, _output, name=name):
+            spent[name] += time.process_time()
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+    return spent
+
+
 def raft_weights(args) -> None:
     import torch
 
@@ -81,6 +96,11 @@ def extract(args) -> None:
         t0 = time.perf_counter()
         extractor = ExtractI3D(cfg)
         load_s = time.perf_counter() - t0
+        raft = extractor.name2module["flow_xtr_model"]
+        parts = time_parts({"feature encoder": raft.fnet, "context encoder": raft.cnet,
+                            "updates (mask and upsampling included)": raft.update_block,
+                            "i3d rgb": extractor.name2module["model"]["rgb"],
+                            "i3d flow": extractor.name2module["model"]["flow"]})
         c0, t0 = time.process_time(), time.perf_counter()
         feats = extractor.extract(str(args.video))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -90,6 +110,7 @@ def extract(args) -> None:
     np.savez(args.out, rgb=feats["rgb"].astype(np.float32), flow=feats["flow"].astype(np.float32),
              timestamps_ms=feats["timestamps_ms"], fps=feats["fps"])
     print(json.dumps({"wall_s": wall, "cpu_s": cpu, "load_s": load_s, "stacks": int(len(feats["rgb"])),
+                      "parts_cpu_s": parts,
                       "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
