@@ -87,9 +87,9 @@ class Trained:
 
 
 SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
-                "track_test", "select", "select_final")
+                "track_test", "select", "select_final", "preset")
 PIXEL_ONLY = ("backbone", "beta", "ablate")
-RIDGE_IGNORES = ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test", "val_fraction")
+RIDGE_IGNORES = ("epochs", "no_hpcl", "no_rank", "global_query", "fusion", "track_test", "val_fraction", "preset")
 
 
 def train_head(
@@ -105,6 +105,7 @@ def train_head(
     visual: Sequence[str] | None = None,
     audio: Sequence[str] | None = None,
     model: str | None = None,
+    preset: str | None = None,
     val_fraction: float = 0.0,
     track_test: bool = False,
     select: bool = False,
@@ -124,7 +125,9 @@ def train_head(
     """``hl train-head``: train heads from `cache` into the run directory `out`, one per domain (or `joint`) and
     seed. ``head="segment"``: the co-occurrence head (HPCL) on clip features (`visual`, `audio`: extractor names,
     default chosen from the cache; ``model="ridge"``: the linear baseline); ``head="pixel"``: the pixel-level
-    decoder (PLD) on cached encoder maps (`backbone`). `select`: choose the setting and epoch count per domain by
+    decoder (PLD) on cached encoder maps (`backbone`). `preset`: a named setting of the segment head in place of the
+    shipped one (:mod:`hl.heads.presets`, e.g. ``"hpcl-paper-tvsum"``: the paper's), the other options on top of
+    it. `select`: choose the setting and epoch count per domain by
     validation on folds of the training videos (`select_final`: "refit" or "folds"). Options of the other head
     are refused."""
     from hl.common import HLError
@@ -135,7 +138,7 @@ def train_head(
              "global_query": global_query is not None, "fusion": fusion is not None, "track_test": track_test,
              "select": select, "select_final": select_final != "refit",
              "backbone": backbone is not None, "beta": beta is not None, "ablate": ablate is not None,
-             "epochs": epochs is not None}
+             "epochs": epochs is not None, "preset": preset is not None}
     if head not in ("segment", "pixel"):
         raise HLError(f"unknown head {head!r} (segment, pixel)")
     wrong = [n for n in (SEGMENT_ONLY if head == "pixel" else PIXEL_ONLY) if given[n]]
@@ -171,7 +174,12 @@ def train_head(
             raise HLError(f"unknown select_final {select_final!r} (refit, folds)")
         if select_final != "refit" and not select:
             raise HLError("select_final: only with select")
-        spec = TrainSpec(visual=tuple(visual) if visual is not None else None,
+        if preset is not None:
+            from hl.heads.presets import preset_names
+
+            if preset not in preset_names():
+                raise HLError(f"unknown preset {preset!r} ({', '.join(preset_names())})")
+        spec = TrainSpec(preset=preset, visual=tuple(visual) if visual is not None else None,
                          audio=tuple(audio) if audio is not None else None, val_fraction=val_fraction,
                          track_test=track_test, head=config, select={"final": select_final} if select else None,
                          **common)
@@ -220,8 +228,9 @@ def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "f
                  f" model {c.head['arch']['model']}, setting and epochs chosen per domain by validation on the "
                  f"training videos ({run}/selection/)")
     else:
+        preset = (c.training.get("spec") or {}).get("preset")
         about = (f"features: visual {'+'.join(c.visual)}, audio {'+'.join(c.audio) or '-'};"
-                 f" model {c.head['arch']['model']}, {c.head['epochs']} epochs"
+                 f" model {c.head['arch']['model']}{f' (preset {preset})' if preset else ''}, {c.head['epochs']} epochs"
                  f"{' tracked, best picked on the test videos' if best else ''}")
     epochs = {}
     if best:

@@ -139,6 +139,8 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
         cfg["flow_iterations"] = spec.extra["flow_iterations"]
     if (flow_precision := effective_flow_precision(d, settings)) is not None:
         cfg["flow_precision"] = flow_precision
+    if spec.extra.get("clip_steps"):
+        cfg["clip_steps"] = spec.extra["clip_steps"]
     if d.sampling != "audio" and spec.frame_size is not None:
         cfg["frame_resize"] = "uint8"
     return cfg
@@ -310,7 +312,8 @@ def _plan(info, segments: np.ndarray, bounds: list[tuple[int, int]], video_state
         for s in video_states:
             t_frames = s.spec.clip_frames
             if s.d.sampling == "segment":
-                rows = [seg.clip_frame_indices(a, b, t_frames, info.fps, info.num_frames) for a, b in chunk]
+                steps = s.spec.extra.get("clip_steps")
+                rows = [seg.clip_frame_indices(a, b, t_frames, info.fps, info.num_frames, steps) for a, b in chunk]
             else:
                 t = targets[s.d.name]
                 end = chunk[-1, 1] if hi < len(segments) else np.inf

@@ -28,6 +28,9 @@ from .cooccurrence import CooccurrenceConfig, CooccurrenceHead
 from .losses import ce_loss, hpcl_loss, rank_loss
 
 STANDARDIZE = ("video", "dataset", "none")
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "constant")
+REDUCTIONS = ("mean", "sum")
 FORMAT = "hl.heads.cooccurrence/1"
 
 
@@ -76,6 +79,10 @@ class HeadConfig:
     with the training set's mean and std (stored in the model), "none" leaves them.
     batch_size: videos per optimisation step. patience: early-stopping patience in epochs, used only when
     ``fit`` is given ``val`` videos (None: always the fixed ``epochs``).
+    optimizer: "adamw" (decoupled weight decay) or "adam" (weight decay as an L2 term in the gradient).
+    schedule: after ``warmup_epochs`` of linear warm-up, "cosine" decay to 0 or a "constant" learning rate.
+    rank_reduction: the hard-pairs term over its pairs, "mean" or "sum" (Eq. 4 of the paper sums).
+    Named settings (the paper's, among others) are in :mod:`hl.heads.presets`.
     """
 
     arch: CooccurrenceConfig = field(default_factory=CooccurrenceConfig)
@@ -96,12 +103,18 @@ class HeadConfig:
     patience: int | None = None
     schedule_epochs: int | None = None  # the learning-rate schedule's length (None: ``epochs``); longer than
     # ``epochs`` stops a run part way through its schedule, as the epoch chosen by validation was seen
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    rank_reduction: str = "mean"
 
     def __post_init__(self) -> None:
         if isinstance(self.arch, dict):
             self.arch = CooccurrenceConfig(**self.arch)
         if self.standardize not in STANDARDIZE:
             raise ValueError(f"standardize must be one of {STANDARDIZE}, got {self.standardize!r}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("rank_reduction", REDUCTIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if min(self.w_ce, self.w_hpcl, self.w_rank) < 0:
@@ -201,7 +214,9 @@ def _losses(model: HeadModel, batch: _Batch) -> dict[str, Tensor]:
     zero = terms["ce"].new_zeros(())
     terms["hpcl"] = hpcl_loss(out.embedding, batch.labels, batch.mask, cfg.tau) if cfg.w_hpcl else zero
     terms["rank"] = (
-        rank_loss(out.embedding, batch.labels, batch.mask, cfg.rank_k, cfg.rank_margin) if cfg.w_rank else zero
+        rank_loss(out.embedding, batch.labels, batch.mask, cfg.rank_k, cfg.rank_margin, reduction=cfg.rank_reduction)
+        if cfg.w_rank
+        else zero
     )
     terms["loss"] = cfg.w_ce * terms["ce"] + cfg.w_hpcl * terms["hpcl"] + cfg.w_rank * terms["rank"]
     return terms
@@ -263,6 +278,22 @@ def _fit_standardisation(model: HeadModel, train: Sequence[Video]) -> None:
         model.audio_std.copy_(torch.from_numpy(a.std(0) + 1e-6))
 
 
+def lr_schedule(cfg: HeadConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """step -> the factor of ``cfg.lr`` at that optimisation step: ``warmup_epochs`` of linear warm-up, then a
+    cosine decay to 0 over the rest of ``max(epochs, schedule_epochs)``, or a constant rate."""
+    total = max(cfg.epochs, cfg.schedule_epochs or 0) * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return factor
+
+
 def _train(
     model: HeadModel,
     train: list[Video],
@@ -272,17 +303,10 @@ def _train(
     watch: Callable[[int, HeadModel], None] | None = None,
 ) -> list[dict]:
     cfg = model.config
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    adam = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = max(cfg.epochs, cfg.schedule_epochs or 0) * steps_per_epoch
-    warmup = cfg.warmup_epochs * steps_per_epoch
-
-    def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to 0
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, steps_per_epoch))
     single_batch = _collate(model, train) if cfg.batch_size >= len(train) else None
     val_batch = _collate(model, val) if val else None
     best = (math.inf, -1, None)  # (val loss, epoch, state dict)

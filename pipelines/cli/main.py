@@ -301,6 +301,10 @@ def refuse_given(ctx: click.Context, names, what: str) -> None:
 @click.option("--model", type=click.Choice(["co-av", "cr-av", "av", "v", "a", "ridge"]), default=None,
               help="segment: architecture (default co-av); ridge: the linear baseline (per-video standardised "
                    "features, alpha chosen by validation on the training videos).")
+@click.option("--preset", type=click.Choice(["hpcl-paper-tvsum", "hpcl-paper-youtube"]), default=None,
+              help="segment: a named setting in place of the shipped one; hpcl-paper-*: the HPCL paper's settings "
+                   "(d=256, its losses and weights) with UMT's training regime for TVSum or YouTube Highlights "
+                   "(hl.heads.presets). The other options apply on top of it.")
 @click.option("--val-fraction", type=float, default=0.0, show_default=True,
               help="segment: carve this share of training videos out for early stopping (never the test split).")
 @click.option("--track-test", is_flag=True,
@@ -329,7 +333,7 @@ def refuse_given(ctx: click.Context, names, what: str) -> None:
 @quiet_option
 @log_format_option
 @click.pass_context
-def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model,
+def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joint, visual, audio, model, preset,
                val_fraction, track_test, select, select_final, no_hpcl, no_rank, global_query, fusion, backbone,
                beta, saliency_norm, ablate, scheduler, workers, quiet, log_format):
     """Train heads from the cache: one per domain (default) or joint, for every seed.
@@ -341,7 +345,8 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
         refuse_given(ctx, api.RIDGE_IGNORES, "--model ridge")
     if select_final != "refit" and not select:
         raise click.UsageError("--select-final: only with --select")
-    given = {k: v for k, v in {"visual": visual, "audio": audio, "model": model, "global_query": global_query,
+    given = {k: v for k, v in {"visual": visual, "audio": audio, "model": model, "preset": preset,
+                               "global_query": global_query,
                                "fusion": fusion, "backbone": backbone, "beta": beta, "ablate": ablate}.items()
              if v is not None}
     with Console(log_format, quiet=quiet) as console:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from hl.common import HLError
 from hl.heads.fit import HeadConfig, Video, fit, save
+from hl.heads.presets import merge_fields, preset_fields
 from hl.heads.ridge import RidgeConfig, fit_ridge, save_ridge
 from hl.heads.segment_heads import score_head
 from hl.heads.selection import SelectionConfig, choose, chosen_config, fold_curve, folds_for
@@ -47,6 +48,7 @@ class TrainSpec:
     select: dict | None = None  # SelectionConfig fields: choose the setting and epochs on the training videos
     head: dict = field(default_factory=dict)  # HeadConfig fields overriding the defaults (arch: {...} too);
     # {"model": "ridge", ...RidgeConfig fields} for the ridge baseline
+    preset: str | None = None  # a named setting (hl.heads.presets) in place of the defaults; `head` on top
 
     @property
     def ridge(self) -> bool:
@@ -54,14 +56,16 @@ class TrainSpec:
 
     def head_config(self) -> HeadConfig | RidgeConfig:
         if self.ridge:
+            if self.preset is not None:
+                raise HLError(f"the ridge model takes no preset (got {self.preset!r})")
             return RidgeConfig.from_dict(self.head)
         base = HeadConfig().to_dict()
-        for k, v in self.head.items():
-            if k == "arch":
-                base["arch"].update(v)
-            else:
-                base[k] = v
-        return HeadConfig.from_dict(base)
+        if self.preset is not None:
+            try:
+                base = merge_fields(base, preset_fields(self.preset))
+            except ValueError as exc:
+                raise HLError(str(exc)) from None
+        return HeadConfig.from_dict(merge_fields(base, self.head))
 
     @property
     def manifest_path(self) -> Path:
