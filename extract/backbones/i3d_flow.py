@@ -79,7 +79,7 @@ class I3DFlowFromFrames(InceptionI3d):
         if c == 3:  # RAFT: each clip's frames encoded once, its pairs in one pass (up to FLOW_PAIRS_PER_PASS)
             for i in range(b):
                 x = to_raft_input(frames[i].transpose(0, 1))  # [T + 1, 3, H, W] in [-1, 1]
-                # 32 pairs a pass rather than 8: 11 % less CPU for RAFT large on this CPU (benchmarks/flow.py)
+                # 32 pairs a pass rather than 8: 6-11 % less CPU for RAFT large on a 2-core AVX2 CPU
                 field = self.flow_model.consecutive(x, FLOW_PAIRS_PER_PASS)
                 out[i] = encode(field[:, :, top:top + self.crop, left:left + self.crop].float())
             return out.permute(0, 2, 1, 3, 4)
