@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--segment", type=int, default=1, help="which 2-s segment of each video (0-based)")
     ap.add_argument("--precisions", default="bf16,fp16")
     ap.add_argument("--iterations", type=int, default=20, help="RAFT's iterations (the extractor's: 20)")
+    ap.add_argument("--videos", default="", help="comma-separated file names (default: every video there)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = create("i3d_flow_raft_frames")
@@ -103,7 +104,8 @@ def main() -> None:
     model.flow_model.num_flow_updates = a.iterations
     model = model._apply(ex._channels_last)  # channels-last memory, as extraction loads models on CPU
     rows = []
-    for path in sorted(VIDEOS.glob("*.mp4")):
+    wanted = set(filter(None, a.videos.split(",")))
+    for path in sorted(p for p in VIDEOS.glob("*.mp4") if not wanted or p.name in wanted):
         clip = segment_clips(path, a.segment)
         t0 = time.process_time()
         with torch.inference_mode():

@@ -20,7 +20,9 @@ shapes: the public flow checkpoints load unchanged) with a flow model in front:
 * ``i3d_flow_raft`` / ``i3d_flow_raft_small``: RAFT (hl.extract.backbones.raft) on the RGB frames. RAFT has
   weights: it is the submodule ``flow_model``, a part with a weights file of its own (``BackboneSpec.parts``),
   so the extractor reads two files: the I3D flow checkpoint, unchanged, and a RAFT file (torchvision's or
-  princeton-vl's). RAFT follows the run's precision like the I3D part; its correlation pyramid stays float32.
+  princeton-vl's). An explicit --precision applies to RAFT as to I3D; under "auto" RAFT runs in bf16 where the
+  machine's choice is bf16 (measured accurate enough: BENCHMARKS.md) while I3D keeps fp32. RAFT's correlation
+  pyramid stays float32 in every precision.
   The frames are kept as uint8 until the flow model takes them (the rgb stream's decoded frames are shared, not
   copied: one decoding pass), and each frame is encoded once for the two pairs it belongs to.
 
@@ -57,6 +59,7 @@ class I3DFlowFromFrames(InceptionI3d):
         # video_features' recipe: the crop centred on RAFT's output padded to sides divisible by 8 (one pixel
         # off the RGB crop when a side's padding is odd), the flow stored as 8 bits (to_i3d_flow_uint8)
         self.crop_padded, self.flow_uint8 = crop_padded, flow_uint8
+        self.flow_precision: str | None = None  # see flow_autocast
         flow_model = create_flow(flow)
         self.has_flow_weights = any(True for _ in flow_model.parameters()) or any(True for _ in flow_model.buffers())
         if self.has_flow_weights:
@@ -100,10 +103,18 @@ class I3DFlowFromFrames(InceptionI3d):
         ph, pw = -h % 8, -w % 8  # RAFT's padding to /8, split as pad_to_8 splits it
         return max(0, (h + ph - self.crop) // 2 - ph // 2), max(0, (w + pw - self.crop) // 2 - pw // 2)
 
+    def flow_autocast(self, device_type: str):
+        """The precision the flow model runs in: float32 for a weight-free one; for RAFT `flow_precision`
+        ("fp32", "bf16", "fp16"; set by extraction, hl.extract.extractors.load_model), or when None the
+        surrounding autocast, as the I3D part."""
+        if not self.has_flow_weights or self.flow_precision == "fp32":
+            return torch.autocast(device_type, enabled=False)
+        if self.flow_precision is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=torch.bfloat16 if self.flow_precision == "bf16" else torch.float16)
+
     def forward(self, frames: Tensor) -> Tensor:
-        # a weight-free flow model runs in float32; RAFT follows the run's precision (autocast), as I3D does
-        keep = contextlib.nullcontext() if self.has_flow_weights else torch.autocast(frames.device.type, enabled=False)
-        with keep:
+        with self.flow_autocast(frames.device.type):
             flow = self.flow(frames)
         if frames.device.type == "cpu":
             flow = flow.contiguous(memory_format=torch.channels_last_3d)
@@ -155,6 +166,11 @@ def _flow_spec(name: str, extractor: str, flow: str, description: str, default: 
     extra = {**_COMMON["extra"], "flow": flow, "auto_precision": auto_precision}
     if rgb:
         extra["flow_iterations"] = VIDEO_ITERATIONS
+        # RAFT in bf16 (I3D in fp32) against all fp32, random weights, one 2-s segment per video of
+        # ../shared/data/videos (benchmarks/raft_precision.py, bf16 convolutions with float32 accumulation):
+        # cosine of the I3D flow feature >= RAFT_BF16_COSINE; "auto" runs RAFT in bf16 where that is the
+        # machine's choice, and in fp32 elsewhere (fp16 is not measured at 20 iterations)
+        extra["flow_auto_precision"] = "bf16"
     options = {}
     if recipe == "video_features":
         # the RGB clip's 32 frames and the next one: 32 flow fields at the clip's rate (hl.extract.segments)
