@@ -137,10 +137,10 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
         cfg["flow"] = spec.extra["flow"]
     if spec.extra.get("flow_iterations"):
         cfg["flow_iterations"] = spec.extra["flow_iterations"]
-    if spec.extra.get("clip_steps"):
-        cfg["clip_steps"] = spec.extra["clip_steps"]
     if (flow_precision := effective_flow_precision(d, settings)) is not None:
         cfg["flow_precision"] = flow_precision
+    if spec.extra.get("clip_steps"):
+        cfg["clip_steps"] = spec.extra["clip_steps"]
     if d.sampling != "audio" and spec.frame_size is not None:
         cfg["frame_resize"] = "uint8"
     return cfg

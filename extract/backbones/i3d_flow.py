@@ -56,10 +56,10 @@ class I3DFlowFromFrames(InceptionI3d):
                  flow_uint8: bool = False):
         super().__init__(in_channels=2)
         self.flow_name, self.crop = flow, crop
+        self.flow_precision: str | None = None  # see flow_autocast
         # video_features' recipe: the crop centred on RAFT's output padded to sides divisible by 8 (one pixel
         # off the RGB crop when a side's padding is odd), the flow stored as 8 bits (to_i3d_flow_uint8)
         self.crop_padded, self.flow_uint8 = crop_padded, flow_uint8
-        self.flow_precision: str | None = None  # see flow_autocast
         flow_model = create_flow(flow)
         self.has_flow_weights = any(True for _ in flow_model.parameters()) or any(True for _ in flow_model.buffers())
         if self.has_flow_weights:
@@ -82,7 +82,7 @@ class I3DFlowFromFrames(InceptionI3d):
         if c == 3:  # RAFT: each clip's frames encoded once, its pairs in one pass (up to FLOW_PAIRS_PER_PASS)
             for i in range(b):
                 x = to_raft_input(frames[i].transpose(0, 1))  # [T + 1, 3, H, W] in [-1, 1]
-                # 32 pairs a pass rather than 8: 6-11 % less CPU for RAFT large on a 2-core AVX2 CPU
+                # 32 pairs a pass rather than 8: 11 % less CPU for RAFT large on this CPU (benchmarks/flow.py)
                 field = self.flow_model.consecutive(x, FLOW_PAIRS_PER_PASS)
                 out[i] = encode(field[:, :, top:top + self.crop, left:left + self.crop].float())
             return out.permute(0, 2, 1, 3, 4)
@@ -96,13 +96,6 @@ class I3DFlowFromFrames(InceptionI3d):
             flat[i:j] = encode(field[:, :, top:top + self.crop, left:left + self.crop])
         return out.permute(0, 2, 1, 3, 4)
 
-    def crop_origin(self, h: int, w: int) -> tuple[int, int]:
-        """(top, left) of the centre crop of an h x w flow field."""
-        if not self.crop_padded:
-            return max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
-        ph, pw = -h % 8, -w % 8  # RAFT's padding to /8, split as pad_to_8 splits it
-        return max(0, (h + ph - self.crop) // 2 - ph // 2), max(0, (w + pw - self.crop) // 2 - pw // 2)
-
     def flow_autocast(self, device_type: str):
         """The precision the flow model runs in: float32 for a weight-free one; for RAFT `flow_precision`
         ("fp32", "bf16", "fp16"; set by extraction, hl.extract.extractors.load_model), or when None the
@@ -112,6 +105,13 @@ class I3DFlowFromFrames(InceptionI3d):
         if self.flow_precision is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type, dtype=torch.bfloat16 if self.flow_precision == "bf16" else torch.float16)
+
+    def crop_origin(self, h: int, w: int) -> tuple[int, int]:
+        """(top, left) of the centre crop of an h x w flow field."""
+        if not self.crop_padded:
+            return max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+        ph, pw = -h % 8, -w % 8  # RAFT's padding to /8, split as pad_to_8 splits it
+        return max(0, (h + ph - self.crop) // 2 - ph // 2), max(0, (w + pw - self.crop) // 2 - pw // 2)
 
     def forward(self, frames: Tensor) -> Tensor:
         with self.flow_autocast(frames.device.type):
