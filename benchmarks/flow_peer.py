@@ -98,7 +98,7 @@ def extract(args) -> None:
         load_s = time.perf_counter() - t0
         raft = extractor.name2module["flow_xtr_model"]
         parts = time_parts({"feature encoder": raft.fnet, "context encoder": raft.cnet,
-                            "updates (mask and upsampling included)": raft.update_block,
+                            "updates (mask included)": raft.update_block,
                             "i3d rgb": extractor.name2module["model"]["rgb"],
                             "i3d flow": extractor.name2module["model"]["flow"]})
         c0, t0 = time.process_time(), time.perf_counter()
