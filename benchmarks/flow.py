@@ -74,6 +74,7 @@ from hl.extract.decode import VideoSource
 from hl.extract.extractors import (
     RunSettings,
     default_precision,
+    effective_flow_precision,
     effective_precision,
     extract_video,
     get_extractor,
@@ -192,9 +193,8 @@ def run_hl(video: Path, segments: np.ndarray, flow: str, weights: dict[str, Path
                    else str(flow_weights))]
     settings = RunSettings(device=device, precision=precision, batch_size=batch, prefetch=0)
     # the models extract_video will use (loaded once per process, then cached): CPU seconds per part
-    rgb_model = load_model("i3d", extractors[0][1], device, effective_precision(extractors[0][0], settings))
-    flow_model = load_model(get_extractor(name).backbone, extractors[1][1], device,
-                            effective_precision(extractors[1][0], settings))
+    rgb_model, flow_model = (load_model(d.backbone, w, device, effective_precision(d, settings),
+                                        effective_flow_precision(d, settings)) for d, w in extractors)
     parts = {"i3d rgb": rgb_model}
     raft = getattr(flow_model, "flow_model", None)
     if isinstance(raft, RAFT):
