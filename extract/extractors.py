@@ -106,6 +106,22 @@ def effective_precision(d: ExtractorDef, settings: RunSettings) -> str:
     return settings.precision
 
 
+def effective_flow_precision(d: ExtractorDef, settings: RunSettings) -> str | None:
+    """The precision of the flow model of a backbone that has one with weights of its own (a part: RAFT in front
+    of I3D's flow stream); None for every other backbone. An explicit --precision applies to it as to the rest.
+    Under "auto" it follows ``extra["flow_auto_precision"]``, the low precision measured accurate enough for it,
+    which it gets where that is the machine's choice (else fp32); without one, the extractor's own."""
+    spec = get_spec(d.backbone)
+    if not spec.parts or not d.needs_weights:
+        return None
+    if not settings.auto:
+        return settings.precision
+    allowed = spec.extra.get("flow_auto_precision")
+    if allowed is None:
+        return effective_precision(d, settings)
+    return allowed if settings.precision == allowed else "fp32"
+
+
 def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) -> dict:
     """What determines an extractor's output (hashed into the cache's config_hash)."""
     spec = get_spec(d.backbone)
@@ -121,6 +137,10 @@ def extractor_config(d: ExtractorDef, settings: RunSettings, segment_spec: str) 
         cfg["flow"] = spec.extra["flow"]
     if spec.extra.get("flow_iterations"):
         cfg["flow_iterations"] = spec.extra["flow_iterations"]
+    if (flow_precision := effective_flow_precision(d, settings)) is not None:
+        cfg["flow_precision"] = flow_precision
+    if spec.extra.get("clip_steps"):
+        cfg["clip_steps"] = spec.extra["clip_steps"]
     if d.sampling != "audio" and spec.frame_size is not None:
         cfg["frame_resize"] = "uint8"
     return cfg
@@ -161,20 +181,24 @@ _LOW_PRECISION_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, n
                           nn.ConvTranspose3d, nn.Linear)
 
 
-def load_model(backbone: str, weights: str | tuple[str, ...] | None, device: str, precision: str) -> torch.nn.Module:
+def load_model(backbone: str, weights: str | tuple[str, ...] | None, device: str, precision: str,
+               flow_precision: str | None = None) -> torch.nn.Module:
     """The backbone ready for inference: channels-last memory on CPU, and for bf16/fp16 the weights of the
     layers autocast runs in that precision (convolutions, linear layers) stored in it already, so autocast
-    does not convert them again at every call. Outputs equal plain autocast's."""
-    key = (backbone, weights, device, precision)
+    does not convert them again at every call. Outputs equal plain autocast's. `flow_precision` is that of a
+    flow model with weights of its own (see :func:`effective_flow_precision`)."""
+    key = (backbone, weights, device, precision, flow_precision)
     if key not in _MODELS:
         model = create(backbone, weights=weights).to(device)
         if device == "cpu":  # channels-last memory: 3-D for 5-D weights, 2-D for 4-D ones (a 2-D part, RAFT)
             model = model._apply(_channels_last)
-        if precision != "fp32":
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-            for module in model.modules():
-                if isinstance(module, _LOW_PRECISION_MODULES):
-                    module.to(dtype)
+        parts = tuple(f"{attr}." for attr, _ in get_spec(backbone).parts)
+        if flow_precision is not None:
+            model.flow_precision = flow_precision
+        for name, module in model.named_modules():
+            own = flow_precision if flow_precision is not None and f"{name}.".startswith(parts) else precision
+            if own != "fp32" and isinstance(module, _LOW_PRECISION_MODULES):
+                module.to(torch.bfloat16 if own == "bf16" else torch.float16)
         _MODELS[key] = model
     return _MODELS[key]
 
@@ -288,7 +312,8 @@ def _plan(info, segments: np.ndarray, bounds: list[tuple[int, int]], video_state
         for s in video_states:
             t_frames = s.spec.clip_frames
             if s.d.sampling == "segment":
-                rows = [seg.clip_frame_indices(a, b, t_frames, info.fps, info.num_frames) for a, b in chunk]
+                steps = s.spec.extra.get("clip_steps")
+                rows = [seg.clip_frame_indices(a, b, t_frames, info.fps, info.num_frames, steps) for a, b in chunk]
             else:
                 t = targets[s.d.name]
                 end = chunk[-1, 1] if hi < len(segments) else np.inf
@@ -447,7 +472,7 @@ def extract_video(
     states = []
     for d, weights in extractors:
         precision = effective_precision(d, settings)
-        model = load_model(d.backbone, weights, settings.device, precision)
+        model = load_model(d.backbone, weights, settings.device, precision, effective_flow_precision(d, settings))
         states.append(ExtractorState(d, get_spec(d.backbone), model, precision))
     video_states = [s for s in states if s.d.sampling != "audio"]
     audio_states = [s for s in states if s.d.sampling == "audio"]

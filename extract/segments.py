@@ -7,7 +7,9 @@ Rules (documented in the README, tested with hypothesis):
   a video shorter than one window yields one (short) segment.
 * Clip sampling: a backbone that takes ``T`` frames per clip samples them at the centres of ``T`` equal
   sub-intervals of the segment, each at the frame showing that instant (``floor(t * fps)``), clamped into
-  the video. A short segment therefore repeats frames rather than reading past its end.
+  the video. A short segment therefore repeats frames rather than reading past its end. A clip may instead
+  divide the segment into ``K < T`` steps and take its ``T - K`` last frames past the end, at the same step
+  (an optical-flow clip: ``K`` frames of the segment plus the next one, ``K`` flow fields at the clip's rate).
 * Window clips (saliency, encoder maps): ``T`` consecutive native frames ending at the target frame;
   before the first frame the first frame is repeated.
 * Audio: a segment ``[s, e]`` covers samples ``[round(s*sr), round(e*sr))``; the track is trimmed or
@@ -50,9 +52,10 @@ def validate_segments(segments: np.ndarray, duration: float, tolerance: float = 
     return seg
 
 
-def clip_times(start: float, end: float, clip_frames: int) -> np.ndarray:
-    """Times (s) of the `clip_frames` samples of a clip spanning [start, end]: sub-interval centres."""
-    step = (end - start) / clip_frames
+def clip_times(start: float, end: float, clip_frames: int, steps: int | None = None) -> np.ndarray:
+    """Times (s) of the `clip_frames` samples of a clip spanning [start, end]: the centres of `steps` (default
+    `clip_frames`) equal sub-intervals, continued at the same step past `end` when `clip_frames` > `steps`."""
+    step = (end - start) / (steps or clip_frames)
     return start + (np.arange(clip_frames) + 0.5) * step
 
 
@@ -62,9 +65,10 @@ def time_to_frame(times: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
     return np.clip(idx, 0, num_frames - 1)
 
 
-def clip_frame_indices(start: float, end: float, clip_frames: int, fps: float, num_frames: int) -> np.ndarray:
-    """Frame indices of one clip of `clip_frames` frames sampled uniformly over [start, end]."""
-    return time_to_frame(clip_times(start, end, clip_frames), fps, num_frames)
+def clip_frame_indices(start: float, end: float, clip_frames: int, fps: float, num_frames: int,
+                       steps: int | None = None) -> np.ndarray:
+    """Frame indices of one clip of `clip_frames` frames sampled uniformly over [start, end] (see clip_times)."""
+    return time_to_frame(clip_times(start, end, clip_frames, steps), fps, num_frames)
 
 
 def target_times(duration: float, rate: float) -> np.ndarray:

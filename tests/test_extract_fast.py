@@ -100,7 +100,8 @@ def test_prefetcher_close_stops_a_producer_that_is_ahead():
 _LEVEL = {"c3d": 1.0, "c3d_maps": 1.0, "c3d_maps_static": 1.0, "r3d34": 1.0, "i3d": 2 / 255, "tased": 2 / 255,
           "tased_maps": 2 / 255, "tased_maps_static": 2 / 255,
           "stats": 1 / 255, "motion_saliency": 1 / 255, "i3d_flow_frames": 1 / 255, "i3d_flow_tvl1_frames": 1 / 255,
-          "i3d_flow_raft_frames": 1.0, "i3d_flow_raft_small_frames": 1.0}  # RAFT's frames stay uint8
+          "i3d_flow_raft_frames": 1.0, "i3d_flow_raft_small_frames": 1.0,
+          "i3d_flow_raft_vf_frames": 1.0}  # RAFT's frames stay uint8
 
 
 @pytest.mark.parametrize("backbone", sorted(b for b in list_backbones() if get_spec(b).frame_size is not None))

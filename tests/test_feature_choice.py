@@ -53,6 +53,12 @@ def test_fuller_coverage_beats_preference_and_failures_do_not_count(tmp_path):
     visual, audio = segment_features(store, ["a", "b", "c"])
     assert visual.names == ("i3d",) and audio.names == ()
     assert choose(store, ["a"], VISUAL_PREFERENCE).names == ("i3d", "i3d_flow")
+    _unit(store, "a", "i3d_flow_raft_small")  # learned flow is preferred to the weight-free Horn-Schunck
+    assert choose(store, ["a"], VISUAL_PREFERENCE).names == ("i3d", "i3d_flow_raft_small")
+    _unit(store, "a", "i3d_flow_raft")
+    assert choose(store, ["a"], VISUAL_PREFERENCE).names == ("i3d", "i3d_flow_raft")
+    _unit(store, "a", "i3d_flow_tvl1")  # the checkpoints' own recipe first
+    assert choose(store, ["a"], VISUAL_PREFERENCE).names == ("i3d", "i3d_flow_tvl1")
     assert choose(store, ["a"], AUDIO_PREFERENCE) is None
     with pytest.raises(HLError, match="no visual features cached"):
         segment_features(store, ["zzz"])

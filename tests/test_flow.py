@@ -4,11 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hl.extract.backbones import create, get_spec
-from hl.extract.backbones.flow import FLOW_BOUND, create_flow, list_flows, to_i3d_flow, warp
+from hl.extract.backbones.flow import FLOW_BOUND, create_flow, list_flows, to_i3d_flow, to_i3d_flow_uint8, warp
 from hl.extract.backbones.i3d import InceptionI3d
-from hl.extract.backbones.i3d_flow import CLIP_FRAMES, preprocess_grey
+from hl.extract.backbones.i3d_flow import CLIP_FRAMES, I3DFlowFromFrames, preprocess_grey
 from hl.pipelines.cache import FeatureStore
 from hl.pipelines.cli import main
 
@@ -59,6 +61,32 @@ def test_flow_convention_of_i3d():
     assert to_i3d_flow(f).tolist() == [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0]
     with pytest.raises(KeyError, match="unknown flow model"):
         create_flow("nope")
+
+
+def test_flow_through_8_bits_as_video_features_stores_it():
+    f = torch.tensor([-45.0, -20.0, 0.0, 10.0, 20.0, 33.0])
+    # 128 + 6.375 f, rounded half to even (255.5 -> 256), then / 127.5 - 1
+    expected = 2 * torch.tensor([0.0, 0.0, 128.0, 192.0, 256.0, 256.0]) / 255 - 1
+    assert torch.equal(to_i3d_flow_uint8(f), expected)
+
+
+@given(st.lists(st.floats(-60, 60, allow_nan=False, width=32), min_size=1, max_size=64))
+def test_flow_through_8_bits_is_the_float_convention_offset_and_quantised(values):
+    f = torch.tensor(values, dtype=torch.float32)
+    q, exact = to_i3d_flow_uint8(f), to_i3d_flow(f)
+    # the same scale, offset by one level (1/255), within half a step (1/255) of it
+    assert torch.all((q - exact - 1 / 255).abs() <= 1 / 255 + 1e-6)
+    levels = (q + 1.0) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+
+
+def test_the_crop_of_raft_padded_flow():
+    # a 256 x 341 field: 341 pads to 344 (1 left, 2 right); the padded field's centre crop starts at column 60,
+    # column 59 of the unpadded one; the plain centre crop starts at 58, like the RGB stream's
+    assert I3DFlowFromFrames("horn_schunck").crop_origin(256, 341) == (16, 58)
+    assert I3DFlowFromFrames("horn_schunck", crop_padded=True).crop_origin(256, 341) == (16, 59)
+    assert I3DFlowFromFrames("horn_schunck", crop_padded=True).crop_origin(256, 344) == (16, 60)
+    assert I3DFlowFromFrames("horn_schunck", crop_padded=True).crop_origin(224, 225) == (0, 1)
 
 
 def test_grey_frames_are_resized_like_the_rgb_stream():
@@ -171,3 +199,24 @@ def test_highlights_remake_each_feature_in_its_own_precision(made):
         features[name] = FeatureOrigin.from_config(name, config, "w")
     settings = run_settings(features, RunSettings(precision="auto"))
     assert {n: effective_precision(get_extractor(n), settings) for n in made} == made
+
+
+def test_the_video_features_recipe_takes_the_rgb_clip_and_the_next_frame(tmp_path):
+    """i3d_flow_raft_vf's clips: the 32 frames of the rgb stream's clip and the next one (32 flow fields at the
+    clip's rate, as v-iashin/video_features' stacks); the video's last frame repeats past its end."""
+    from hl.data_manifests.synthetic import make_dataset
+    from hl.extract import segments as seg
+    from hl.extract.decode import VideoSource
+    from hl.extract.extractors import RunSettings, chunk_inputs, get_extractor
+
+    videos, _ = make_dataset(tmp_path, n_videos=1, seconds=4, fps=16)
+    source = VideoSource(videos[0].path)
+    assert source.info.num_frames == 64
+    segments = seg.fixed_segments(source.info.duration, 2.0)
+    names = ["i3d", "i3d_flow_raft_vf"]
+    (chunk,) = chunk_inputs(source, segments, [get_extractor(n) for n in names], RunSettings())
+    rgb, flow = chunk.video["i3d"], chunk.video["i3d_flow_raft_vf"]
+    # both use every frame once: positions are frame indices
+    np.testing.assert_array_equal(rgb.positions, np.arange(64).reshape(2, 32))
+    np.testing.assert_array_equal(flow.positions, np.concatenate([np.arange(33), np.r_[32:64, 63]]).reshape(2, 33))
+    assert flow.clips(0, 2).shape == (2, 3, 33, 256, 341) and flow.frames.dtype == torch.uint8

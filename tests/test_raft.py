@@ -224,3 +224,36 @@ def test_i3d_flow_with_raft_runs_on_a_decoded_video(tmp_path):
         feature = InceptionI3d.forward(model, flow)  # what model(clips) returns, without the flow again
     assert flow.shape == (1, 2, 32, 224, 224) and flow.abs().max() <= 1.0 and flow.abs().mean() > 0
     assert feature.shape == (1, 1024) and torch.isfinite(feature).all()
+
+
+def test_auto_runs_raft_in_bf16_only_where_the_machine_chooses_bf16_and_i3d_in_fp32():
+    from hl.extract.extractors import RunSettings, effective_flow_precision, effective_precision, get_extractor
+
+    raft, i3d = get_extractor("i3d_flow_raft"), get_extractor("i3d")
+    bf16_machine = RunSettings("cpu", "bf16", auto=True)  # what "auto" resolves to on AMX / AVX512-BF16 / GPUs
+    assert (effective_precision(raft, bf16_machine), effective_flow_precision(raft, bf16_machine)) == ("fp32", "bf16")
+    fp16_gpu = RunSettings("cuda", "fp16", auto=True)  # older GPUs: fp16 is not measured for RAFT
+    assert (effective_precision(raft, fp16_gpu), effective_flow_precision(raft, fp16_gpu)) == ("fp32", "fp32")
+    here = RunSettings(precision="auto")
+    assert effective_flow_precision(raft, here) in {"fp32", "bf16"} and effective_precision(raft, here) == "fp32"
+    explicit = RunSettings("cpu", "bf16")  # asked for: applies to both parts
+    assert (effective_precision(raft, explicit), effective_flow_precision(raft, explicit)) == ("bf16", "bf16")
+    assert effective_flow_precision(i3d, bf16_machine) is None
+    assert effective_flow_precision(get_extractor("i3d_flow"), bf16_machine) is None  # Horn-Schunck: always fp32
+
+
+def test_loaded_model_stores_each_part_in_its_own_precision(monkeypatch):
+    from hl.extract import extractors as ex
+
+    monkeypatch.setattr(ex, "_MODELS", {})
+    model = ex.load_model("i3d_flow_raft_small_frames", None, "cpu", "fp32", "bf16")
+    assert model.flow_precision == "bf16" and model.Conv3d_1a_7x7.conv3d.weight.dtype == torch.float32
+    assert model.flow_model.feature_encoder.conv.weight.dtype == torch.bfloat16
+    with model.flow_autocast("cpu"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    model.flow_precision = "fp32"
+    with torch.autocast("cpu", dtype=torch.bfloat16), model.flow_autocast("cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    grey = ex.load_model("i3d_flow_frames", None, "cpu", "bf16")  # Horn-Schunck: float32 whatever the run's
+    with torch.autocast("cpu", dtype=torch.bfloat16), grey.flow_autocast("cpu"):
+        assert not torch.is_autocast_enabled("cpu")

@@ -51,6 +51,25 @@ def test_clip_indices_known_values():
     assert set(idx.tolist()) <= {0, 1}
 
 
+@given(st.floats(0, 100), st.floats(0.01, 10), st.integers(1, 64), st.integers(1, 4))
+def test_clip_with_fewer_steps_continues_past_the_end(start, length, steps, extra):
+    """A clip of `steps` + `extra` frames over `steps` steps: the first `steps` times are the plain clip's, the
+    others follow at the same step past the segment's end."""
+    end = start + length
+    times = seg.clip_times(start, end, steps + extra, steps)
+    np.testing.assert_allclose(times[:steps], seg.clip_times(start, end, steps))
+    np.testing.assert_allclose(np.diff(times), length / steps)
+    assert np.all(times[steps:] > end)
+
+
+def test_flow_clip_known_values():
+    # 2 s at 16 fps: 32 steps + 1 -> frames 32k .. 32k + 32, the next segment's first frame included
+    np.testing.assert_array_equal(seg.clip_frame_indices(2.0, 4.0, 33, 16.0, 1000, steps=32), np.arange(32, 65))
+    # without steps, 33 frames over the same 2 s repeat one frame and stop inside the segment
+    idx = seg.clip_frame_indices(2.0, 4.0, 33, 16.0, 1000)
+    assert idx.max() == 63 and len(np.unique(idx)) == 32
+
+
 @given(st.integers(0, 10_000), st.integers(1, 64))
 def test_window_indices(target, frames):
     idx = seg.window_frame_indices(target, frames)

@@ -183,3 +183,12 @@ FLOW_BOUND = 20.0  # pixels: I3D's flow input is the flow truncated to [-20, 20]
 def to_i3d_flow(flow: Tensor, bound: float = FLOW_BOUND) -> Tensor:
     """Flow in pixels -> I3D's flow input: truncated to [-bound, bound] and scaled to [-1, 1]."""
     return flow.clamp(-bound, bound) / bound
+
+
+def to_i3d_flow_uint8(flow: Tensor, bound: float = FLOW_BOUND) -> Tensor:
+    """Flow in pixels -> I3D's flow input through 8-bit storage, as kinetics-i3d's flow images were kept (and as
+    v-iashin/video_features computes it): truncated to [-bound, bound], mapped to 128 + 255 / (2 bound) * flow and
+    rounded (half to even; +bound gives 256, not clipped), then x / 127.5 - 1. The same scale as
+    :func:`to_i3d_flow`, offset by 1/255 and quantised to steps of 2/255."""
+    level = torch.round(128.0 + (255.0 / (2 * bound)) * flow.clamp(-bound, bound))
+    return 2.0 * level / 255.0 - 1.0

@@ -20,7 +20,9 @@ shapes: the public flow checkpoints load unchanged) with a flow model in front:
 * ``i3d_flow_raft`` / ``i3d_flow_raft_small``: RAFT (hl.extract.backbones.raft) on the RGB frames. RAFT has
   weights: it is the submodule ``flow_model``, a part with a weights file of its own (``BackboneSpec.parts``),
   so the extractor reads two files: the I3D flow checkpoint, unchanged, and a RAFT file (torchvision's or
-  princeton-vl's). RAFT follows the run's precision like the I3D part; its correlation pyramid stays float32.
+  princeton-vl's). An explicit --precision applies to RAFT as to I3D; under "auto" RAFT runs in bf16 where the
+  machine's choice is bf16 (measured accurate enough: BENCHMARKS.md) while I3D keeps fp32. RAFT's correlation
+  pyramid stays float32 in every precision.
   The frames are kept as uint8 until the flow model takes them (the rgb stream's decoded frames are shared, not
   copied: one decoding pass), and each frame is encoded once for the two pairs it belongs to.
 
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._registry import BackboneSpec, ExtractorDef, as_uint8_video, register
-from .flow import create_flow, to_i3d_flow
+from .flow import create_flow, to_i3d_flow, to_i3d_flow_uint8
 from .i3d import _COMMON, CROP, FLOW_CHARADES, FLOW_IMAGENET, InceptionI3d, resized_size
 from .raft import VIDEO_ITERATIONS, to_raft_input
 
@@ -50,9 +52,14 @@ class I3DFlowFromFrames(InceptionI3d):
 
     C = 1: grey in [0, 1] (weight-free flow models); C = 3: uint8 RGB (RAFT)."""
 
-    def __init__(self, flow: str = "horn_schunck", crop: int = CROP):
+    def __init__(self, flow: str = "horn_schunck", crop: int = CROP, crop_padded: bool = False,
+                 flow_uint8: bool = False):
         super().__init__(in_channels=2)
         self.flow_name, self.crop = flow, crop
+        self.flow_precision: str | None = None  # see flow_autocast
+        # video_features' recipe: the crop centred on RAFT's output padded to sides divisible by 8 (one pixel
+        # off the RGB crop when a side's padding is odd), the flow stored as 8 bits (to_i3d_flow_uint8)
+        self.crop_padded, self.flow_uint8 = crop_padded, flow_uint8
         flow_model = create_flow(flow)
         self.has_flow_weights = any(True for _ in flow_model.parameters()) or any(True for _ in flow_model.buffers())
         if self.has_flow_weights:
@@ -68,14 +75,16 @@ class I3DFlowFromFrames(InceptionI3d):
         if c != self.flow_model.in_channels:
             raise ValueError(f"flow model {self.flow_name!r} takes {self.flow_model.in_channels}-channel frames, "
                              f"got {c}")
-        top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+        top, left = self.crop_origin(h, w)
+        encode = to_i3d_flow_uint8 if self.flow_uint8 else to_i3d_flow
         out = torch.empty(b, t1 - 1, 2, min(h, self.crop), min(w, self.crop), dtype=torch.float32,
                           device=frames.device)
-        if c == 3:  # RAFT: each clip's frames encoded once, FLOW_PAIRS_PER_PASS // 4 pairs at a time
+        if c == 3:  # RAFT: each clip's frames encoded once, its pairs in one pass (up to FLOW_PAIRS_PER_PASS)
             for i in range(b):
                 x = to_raft_input(frames[i].transpose(0, 1))  # [T + 1, 3, H, W] in [-1, 1]
-                field = self.flow_model.consecutive(x, max(1, FLOW_PAIRS_PER_PASS // 4))
-                out[i] = to_i3d_flow(field[:, :, top:top + self.crop, left:left + self.crop].float())
+                # 32 pairs a pass rather than 8: 11 % less CPU for RAFT large on this CPU (benchmarks/flow.py)
+                field = self.flow_model.consecutive(x, FLOW_PAIRS_PER_PASS)
+                out[i] = encode(field[:, :, top:top + self.crop, left:left + self.crop].float())
             return out.permute(0, 2, 1, 3, 4)
         x = frames[:, 0].float()
         prev = x[:, :-1].reshape(-1, 1, h, w)
@@ -84,13 +93,28 @@ class I3DFlowFromFrames(InceptionI3d):
         for i in range(0, prev.shape[0], FLOW_PAIRS_PER_PASS):
             j = i + FLOW_PAIRS_PER_PASS
             field = self.flow_model(prev[i:j], nxt[i:j])
-            flat[i:j] = to_i3d_flow(field[:, :, top:top + self.crop, left:left + self.crop])
+            flat[i:j] = encode(field[:, :, top:top + self.crop, left:left + self.crop])
         return out.permute(0, 2, 1, 3, 4)
 
+    def flow_autocast(self, device_type: str):
+        """The precision the flow model runs in: float32 for a weight-free one; for RAFT `flow_precision`
+        ("fp32", "bf16", "fp16"; set by extraction, hl.extract.extractors.load_model), or when None the
+        surrounding autocast, as the I3D part."""
+        if not self.has_flow_weights or self.flow_precision == "fp32":
+            return torch.autocast(device_type, enabled=False)
+        if self.flow_precision is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=torch.bfloat16 if self.flow_precision == "bf16" else torch.float16)
+
+    def crop_origin(self, h: int, w: int) -> tuple[int, int]:
+        """(top, left) of the centre crop of an h x w flow field."""
+        if not self.crop_padded:
+            return max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+        ph, pw = -h % 8, -w % 8  # RAFT's padding to /8, split as pad_to_8 splits it
+        return max(0, (h + ph - self.crop) // 2 - ph // 2), max(0, (w + pw - self.crop) // 2 - pw // 2)
+
     def forward(self, frames: Tensor) -> Tensor:
-        # a weight-free flow model runs in float32; RAFT follows the run's precision (autocast), as I3D does
-        keep = contextlib.nullcontext() if self.has_flow_weights else torch.autocast(frames.device.type, enabled=False)
-        with keep:
+        with self.flow_autocast(frames.device.type):
             flow = self.flow(frames)
         if frames.device.type == "cpu":
             flow = flow.contiguous(memory_format=torch.channels_last_3d)
@@ -137,14 +161,25 @@ def preprocess_rgb_frames(frames: Any, *, chunk: int = 8) -> Tensor:
 
 
 def _flow_spec(name: str, extractor: str, flow: str, description: str, default: bool,
-               auto_precision: str = "fp32") -> BackboneSpec:
+               auto_precision: str = "fp32", recipe: str = "") -> BackboneSpec:
     rgb = flow.startswith("raft")
     extra = {**_COMMON["extra"], "flow": flow, "auto_precision": auto_precision}
     if rgb:
         extra["flow_iterations"] = VIDEO_ITERATIONS
+        # RAFT in bf16 (I3D in fp32) against all fp32, random weights, a 2-s segment of the videos in
+        # ../shared/data/videos (benchmarks/raft_precision.py, bf16 convolutions with float32 accumulation; see
+        # BENCHMARKS.md): cosine of the I3D flow feature 0.9999997 (RAFT with 1 iteration); with the 20
+        # iterations the flow's relative error stays 0.6 % (cosine 0.99998, 4 pairs per video). "auto" runs RAFT
+        # in bf16 where that is the machine's choice, and in fp32 elsewhere (fp16 is not measured)
+        extra["flow_auto_precision"] = "bf16"
+    options = {}
+    if recipe == "video_features":
+        # the RGB clip's 32 frames and the next one: 32 flow fields at the clip's rate (hl.extract.segments)
+        extra["clip_steps"] = CLIP_FRAMES - 1
+        options = {"crop_padded": True, "flow_uint8": True}
     return BackboneSpec(
         name=name,
-        build=partial(I3DFlowFromFrames, flow=flow),
+        build=partial(I3DFlowFromFrames, flow=flow, **options),
         preprocess=preprocess_rgb_frames if rgb else preprocess_grey,
         frame_size=resized_size,
         weights=(FLOW_IMAGENET, FLOW_CHARADES),
@@ -154,7 +189,8 @@ def _flow_spec(name: str, extractor: str, flow: str, description: str, default: 
         "frames, truncated to [-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment."
         + (f" Two weights files: the I3D flow checkpoint and a {flow} file." if rgb else ""),
         # 33 frames over a 2-s segment; the flow model is part of what the feature depends on (its config)
-        **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": CLIP_FRAMES / 2.0, "extra": extra},
+        **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": (CLIP_FRAMES - 1 if options else CLIP_FRAMES) / 2.0,
+           "extra": extra},
     )
 
 
@@ -169,3 +205,9 @@ register(_flow_spec("i3d_flow_raft_frames", "i3d_flow_raft", "raft_large",
                     "I3D optical-flow stream on RAFT (large) flow from the RGB frames, 1024-d", False))
 register(_flow_spec("i3d_flow_raft_small_frames", "i3d_flow_raft_small", "raft_small",
                     "I3D optical-flow stream on RAFT (small) flow from the RGB frames, 1024-d", False))
+# v-iashin/video_features' I3D flow recipe (its models/i3d/extract_i3d.py, stack_size 32 at 16 fps): RAFT large,
+# 20 iterations, on the 32 frames of the RGB clip and the next one; the flow cropped on RAFT's /8-padded output
+# and stored as 8 bits. Features equal to that tool's on the same frames (benchmarks/flow.py measures it).
+register(_flow_spec("i3d_flow_raft_vf_frames", "i3d_flow_raft_vf", "raft_large",
+                    "I3D optical-flow stream on RAFT (large), v-iashin/video_features' recipe, 1024-d", False,
+                    recipe="video_features"))
