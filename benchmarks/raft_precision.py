@@ -86,6 +86,21 @@ def segment_clips(path: Path, index: int) -> torch.Tensor:
     return chunk.video["i3d_flow_raft"].clips(0, 1)
 
 
+def flow_only(model: nn.Module, clip: torch.Tensor, name: str, precisions: list[str]) -> None:
+    """The relative error of RAFT's flow (in I3D's input scale, before the crop is taken) per low precision."""
+    with torch.inference_mode():
+        t0 = time.process_time()
+        flow32 = model.flow(clip)
+        line = f"{name}: {clip.shape[2] - 1} pairs, mean |flow| {float(flow32.abs().mean() * 20):.2f} px, fp32 " \
+               f"{time.process_time() - t0:.1f} CPU s"
+        for p in precisions:
+            with low_precision_convolutions(model.flow_model, DTYPES[p]), torch.autocast("cpu", dtype=DTYPES[p]):
+                flow = model.flow(clip).float()
+            line += f"; {p}: flow relative error {float((flow - flow32).norm() / flow32.norm()):.4f}, cosine " \
+                    f"{cosine(flow, flow32):.6f}"
+    print(line, flush=True)
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(F.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0))
 
@@ -97,16 +112,26 @@ def main() -> None:
     ap.add_argument("--precisions", default="bf16,fp16")
     ap.add_argument("--iterations", type=int, default=20, help="RAFT's iterations (the extractor's: 20)")
     ap.add_argument("--videos", default="", help="comma-separated file names (default: every video there)")
+    ap.add_argument("--step-scale", type=float, default=0.1,
+                    help="scale of the seeded flow head's last layer (the size of each flow increment)")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="only the flow of the first N frame pairs of each segment (no I3D feature): a quicker check")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = create("i3d_flow_raft_frames")
     model.flow_model.load_state_dict(seeded_state(model.flow_model), strict=True)
+    with torch.no_grad():  # smaller flow increments: 20 iterations stay within I3D's [-20, 20] px, not saturated
+        model.flow_model.update_block.flow_head.conv2.weight.mul_(a.step_scale)
+        model.flow_model.update_block.flow_head.conv2.bias.mul_(a.step_scale)
     model.flow_model.num_flow_updates = a.iterations
     model = model._apply(ex._channels_last)  # channels-last memory, as extraction loads models on CPU
     rows = []
     wanted = set(filter(None, a.videos.split(",")))
     for path in sorted(p for p in VIDEOS.glob("*.mp4") if not wanted or p.name in wanted):
         clip = segment_clips(path, a.segment)
+        if a.pairs:
+            flow_only(model, clip[:, :, :a.pairs + 1], path.name, a.precisions.split(","))
+            continue
         t0 = time.process_time()
         with torch.inference_mode():
             flow32 = model.flow(clip)  # [1, 2, 32, 224, 224], I3D's input
@@ -126,6 +151,8 @@ def main() -> None:
             row[f"all-{name}"] = cosine(feat_all, feat32)
         rows.append(row)
         print(row, flush=True)
+    if not rows:
+        return
     print("\n| video | frames | mean flow px | " + " | ".join(
         f"flow rel. err. {p} | cos raft-{p} | cos all-{p}" for p in a.precisions.split(",")) + " |")
     print("|---|---|---|" + "---|---|---|" * len(a.precisions.split(",")))
@@ -134,7 +161,7 @@ def main() -> None:
         for p in a.precisions.split(","):
             cells += [f"{r[f'flow_rel_err_{p}']:.4f}", f"{r[f'raft-{p}']:.6f}", f"{r[f'all-{p}']:.6f}"]
         print("| " + " | ".join(cells) + " |")
-    for p in a.precisions.split(","):
+    for p in a.precisions.split(",") if rows else ():
         for k in (f"raft-{p}", f"all-{p}"):
             v = np.array([r[k] for r in rows])
             print(f"{k}: cosine min {v.min():.6f} mean {v.mean():.6f}")
