@@ -152,16 +152,20 @@ def report(data: str, res: dict) -> str:
 
 
 def markdown(lines: list[dict]) -> str:
-    """A markdown table of JSON lines written by --json: per data set and variant, both figures and the paper's."""
-    head = (f"| data | table | variant | seeds | epochs | last epoch (honest) | {BEST} | paper |\n"
+    """A markdown table of JSON lines written by --json: per data set and variant, both figures and the paper's
+    (YouTube Highlights / TVSum averages)."""
+    head = (f"| data | table | variant | seeds | epochs | last epoch (honest) | {BEST} | paper: YouTube / TVSum |\n"
             "|---|---|---|---|---|---|---|---|")
+
+    def fig(m: float, s: float, n: int) -> str:
+        return f"{m:.3f} +- {s:.3f}" if n > 1 else f"{m:.3f}"
+
     rows = []
     for r in lines:
-        paper = r["paper"]["tvsum" if r["data"] == "tvsum" else "youtube"]
-        (lm, ls), (bm, bs) = r["last"], r["best"]
+        n = len(r["seeds"])
         seeds = ",".join(str(s) for s in r["seeds"])
-        rows.append(f"| {r['data']} | {r['table']} | {r['label']} | {seeds} | {r['epochs']} | "
-                    f"{lm:.3f} +- {ls:.3f} | {bm:.3f} +- {bs:.3f} | {paper:.3f} |")
+        rows.append(f"| {r['data']} | {r['table']} | {r['label']} | {seeds} | {r['epochs']} | {fig(*r['last'], n)} | "
+                    f"{fig(*r['best'], n)} | {r['paper']['youtube']:.3f} / {r['paper']['tvsum']:.3f} |")
     return "\n".join([head, *rows])
 
 
