@@ -2,6 +2,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests assert values, not speed: a loaded 2-core machine must not fail them on hypothesis' 200-ms deadline.
+settings.register_profile("hl", deadline=None)
+settings.load_profile("hl")
 
 # Two cores here: keep each test process to one BLAS/torch thread unless a test asks otherwise.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
