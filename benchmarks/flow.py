@@ -1,6 +1,7 @@
 """I3D rgb + flow extraction on this CPU, side by side with v-iashin/video_features: seconds per video-minute.
 
-    python benchmarks/flow.py --peer-root /work/peer/video_features --peer-python /work/venv-peer/bin/python
+    python benchmarks/flow.py --peer-root PEER_DIR --peer-python PEER_VENV/bin/python
+    HL_PEER_ROOT=PEER_DIR HL_PEER_PYTHON=PEER_VENV/bin/python python benchmarks/flow.py   # the same
     python benchmarks/flow.py --segments 2 --configs raft_large,raft_small,horn_schunck --peer-root ...
     python benchmarks/flow.py --no-peer                  # hl's configurations only
 
@@ -239,13 +240,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (hl) / cuda:0 (the peer) on a GPU machine")
     ap.add_argument("--batch", type=int, default=4, help="hl's clips per forward pass")
-    ap.add_argument("--peer-root", type=Path, default=Path("/work/peer/video_features"))
-    ap.add_argument("--peer-python", type=Path, default=Path("/work/venv-peer/bin/python"))
+    ap.add_argument("--peer-root", type=Path, default=os.environ.get("HL_PEER_ROOT"),
+                    help="an extracted snapshot of v-iashin/video_features (default: $HL_PEER_ROOT)")
+    ap.add_argument("--peer-python", type=Path, default=os.environ.get("HL_PEER_PYTHON"),
+                    help="the python of the peer's own environment (default: $HL_PEER_PYTHON)")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--keep", type=Path, help="keep the scratch files (video, weights, features) here")
     args = ap.parse_args()
     if args.no_peer:
         args.peer_python = None
+    elif not (args.peer_root and args.peer_python):
+        raise SystemExit("give --peer-root and --peer-python (or $HL_PEER_ROOT and $HL_PEER_PYTHON), or --no-peer")
     torch.set_num_threads(args.threads)
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in FLOW_EXTRACTORS]

@@ -20,6 +20,7 @@ Reported:
 from __future__ import annotations
 
 import argparse
+import tempfile
 import os
 import sys
 import time
@@ -199,7 +200,7 @@ def tased_figures(root: Path, seconds: float = 4.0) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=Path("/tmp/hl-bench-pixel"))
+    ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "hl-bench-pixel")
     ap.add_argument("--videos", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--fps", type=float, default=30.0)

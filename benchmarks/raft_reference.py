@@ -13,7 +13,7 @@ and run on 2 seeded RGB frame pairs:
 * princeton-vl RAFT large / small: 130 x 150 frames, padded by the original's InputPadder ("sintel" mode) and
   the flow unpadded, input in [0, 255], iters=4, test_mode=True; the upsampled flow.
 
-    /work/venv-peer/bin/python benchmarks/raft_reference.py --princeton-git /work/.mirror/princeton-vl+RAFT/repo
+    TORCHVISION_VENV/bin/python benchmarks/raft_reference.py --princeton-git RAFT_CLONE/.git
 
 The flows are stored at every second pixel (the fixture stays small; the upsampling is still checked), with the
 names and shapes of each definition's state dict (what a file saved from it holds).
