@@ -20,9 +20,9 @@ Reported:
 from __future__ import annotations
 
 import argparse
-import tempfile
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
