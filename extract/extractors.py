@@ -536,26 +536,28 @@ def _chunks(segments: np.ndarray, seconds: float) -> list[tuple[int, int]]:
     return bounds
 
 
+def _weights_found(d: ExtractorDef, weights_dir: str | Path | None) -> dict[str, Path | None]:
+    """{backbone: its weights file or None} for an extractor's backbone and the parts it has (in that order)."""
+    from .weights import find_weights
+
+    spec = get_spec(d.backbone)
+    return {b: find_weights(b, weights_dir) for b in (d.backbone, *(b for _, b in spec.parts))}
+
+
 def weights_for(d: ExtractorDef, weights_dir: str | Path | None) -> str | tuple[str, ...] | None:
     """The weights file to use for an extractor, or None when it has none (or needs none). A backbone with parts
     (``BackboneSpec.parts``: I3D flow with RAFT) gets a tuple, its own file then one per part, or None unless
     every one of them is present (:func:`missing_weights` names what is absent)."""
     if not d.needs_weights:
         return None
-    from .weights import find_weights
-
-    spec = get_spec(d.backbone)
-    paths = [find_weights(b, weights_dir) for b in (d.backbone, *(b for _, b in spec.parts))]
+    paths = list(_weights_found(d, weights_dir).values())
     if any(p is None for p in paths):
         return None
-    return tuple(str(p) for p in paths) if spec.parts else str(paths[0])
+    return tuple(str(p) for p in paths) if len(paths) > 1 else str(paths[0])
 
 
 def missing_weights(d: ExtractorDef, weights_dir: str | Path | None) -> list[str]:
     """The backbones whose weights an extractor lacks in the weights directory (its own, then its parts')."""
     if not d.needs_weights:
         return []
-    from .weights import find_weights
-
-    spec = get_spec(d.backbone)
-    return [b for b in (d.backbone, *(b for _, b in spec.parts)) if find_weights(b, weights_dir) is None]
+    return [b for b, p in _weights_found(d, weights_dir).items() if p is None]

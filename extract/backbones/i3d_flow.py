@@ -189,7 +189,7 @@ def _flow_spec(name: str, extractor: str, flow: str, description: str, default: 
         "frames, truncated to [-20, 20] px, /20, centre 224 crop. 33 frames per 2-s segment."
         + (f" Two weights files: the I3D flow checkpoint and a {flow} file." if rgb else ""),
         # 33 frames over a 2-s segment; the flow model is part of what the feature depends on (its config)
-        **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": (CLIP_FRAMES - 1 if options else CLIP_FRAMES) / 2.0,
+        **{**_COMMON, "clip_frames": CLIP_FRAMES, "fps": extra.get("clip_steps", CLIP_FRAMES) / 2.0,
            "extra": extra},
     )
 
