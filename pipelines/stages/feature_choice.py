@@ -17,13 +17,13 @@ from hl.common import HLError
 
 from ..cache import FeatureStore
 
+# I3D's flow streams, preferred first: TV-L1 (the checkpoints' own recipe), RAFT large (hl's recipe, then
+# video_features'), RAFT small, the weight-free Horn-Schunck
+FLOW_PREFERENCE = ("i3d_flow_tvl1", "i3d_flow_raft", "i3d_flow_raft_vf", "i3d_flow_raft_small", "i3d_flow")
 # preferred first; a tuple of extractors is concatenated (visual) or stacked (audio) side by side
-# (flow: TV-L1, the checkpoints' own recipe, then RAFT large (hl's recipe, then video_features') and small, then
-# the weight-free Horn-Schunck)
 VISUAL_PREFERENCE: tuple[tuple[str, ...], ...] = (
-    ("i3d", "i3d_flow_tvl1"), ("i3d", "i3d_flow_raft"), ("i3d", "i3d_flow_raft_vf"), ("i3d", "i3d_flow_raft_small"),
-    ("i3d", "i3d_flow"), ("i3d",), ("i3d_flow_tvl1",), ("i3d_flow_raft",), ("i3d_flow_raft_vf",),
-    ("i3d_flow_raft_small",), ("i3d_flow",), ("c3d",), ("r3d34",), ("stats",))
+    *(("i3d", flow) for flow in FLOW_PREFERENCE), ("i3d",), *((flow,) for flow in FLOW_PREFERENCE), ("c3d",),
+    ("r3d34",), ("stats",))
 AUDIO_PREFERENCE: tuple[tuple[str, ...], ...] = (("pann",), ("stats_audio",))
 # the pixel head: the backbone whose encoder maps it decodes (-> extractor), and the saliency it labels with
 PIXEL_MAPS_PREFERENCE: tuple[tuple[str, str], ...] = (("tased", "tased_maps"), ("c3d", "c3d_maps"))
