@@ -28,3 +28,23 @@ def _torch_threads():
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def local_scheduler():
+    """The address of one local Dask cluster shared by the tests that need a cluster but not a fresh one of their
+    own: two worker processes of one task slot each, set up as hl sets up its local workers, so tasks run one
+    torch thread each (two threads per task on two busy cores cost several times more than one). One slot per
+    process: tasks that seed torch's process-wide generator never run side by side in one process."""
+    import logging
+
+    import dask
+    from distributed import LocalCluster
+
+    from hl.pipelines.cluster import local_worker_config, worker_env
+
+    with dask.config.set(local_worker_config(1)):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR, env=worker_env(1))
+    with cluster:
+        yield cluster.scheduler_address

@@ -11,7 +11,13 @@ from hl.data_manifests.umt import umt_manifest, umt_split_names
 from hl.pipelines.cli import main
 from hl.pipelines.stages.evaluate import evaluate_run
 
-SMALL = ["--epochs", "3", "--seeds", "0", "--workers", "1"]
+SMALL = ["--epochs", "3", "--seeds", "0"]
+
+
+@pytest.fixture
+def small(local_scheduler) -> list[str]:
+    """A small run's options, on the session's local cluster."""
+    return [*SMALL, "--scheduler", local_scheduler]
 
 
 def _umt_style_splits(shared_data, per_domain=(3, 2)):
@@ -47,9 +53,9 @@ def test_umt_val_list_is_the_test_set(shared_data):
     assert "val" not in set(split)
 
 
-def test_a_run_from_umt_splits_is_evaluated(youtube_cache, tmp_path):
+def test_a_run_from_umt_splits_is_evaluated(youtube_cache, tmp_path, small):
     run = tmp_path / "run"
-    r = CliRunner().invoke(main, ["train-head", "--cache", str(youtube_cache), "--out", str(run), *SMALL])
+    r = CliRunner().invoke(main, ["train-head", "--cache", str(youtube_cache), "--out", str(run), *small])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["eval", "--run", str(run)])
     assert r.exit_code == 0, r.output
@@ -65,13 +71,13 @@ def test_a_run_from_umt_splits_is_evaluated(youtube_cache, tmp_path):
     assert set(metrics.videos) == {2}  # the two `val` videos of each domain are its test videos
 
 
-def test_a_run_without_test_videos_says_so(youtube_cache, tmp_path):
+def test_a_run_without_test_videos_says_so(youtube_cache, tmp_path, small):
     manifest = pd.read_parquet(youtube_cache / "manifest.parquet")
     manifest["split"] = "train"
     path = tmp_path / "all_train.parquet"
     manifest.to_parquet(path)
     r = CliRunner().invoke(main, ["train-head", "--cache", str(youtube_cache), "--manifest", str(path),
-                                  "--out", str(tmp_path / "run"), *SMALL])
+                                  "--out", str(tmp_path / "run"), *small])
     assert r.exit_code == 0, r.output
     with pytest.raises(HLError, match="no test videos"):
         evaluate_run(tmp_path / "run")
@@ -79,14 +85,14 @@ def test_a_run_without_test_videos_says_so(youtube_cache, tmp_path):
     assert r.exit_code == 2 and "no test videos" in r.output and "Traceback" not in r.output
 
 
-def test_best_epoch_protocol_is_labelled_and_apart(youtube_cache, tmp_path):
+def test_best_epoch_protocol_is_labelled_and_apart(youtube_cache, tmp_path, small):
     run = tmp_path / "tracked"
     r = CliRunner().invoke(main, ["train-head", "--cache", str(youtube_cache), "--out", str(run), "--track-test",
-                                  *SMALL])
+                                  *small])
     assert r.exit_code == 0, r.output
     plain = tmp_path / "plain"
     assert CliRunner().invoke(main, ["train-head", "--cache", str(youtube_cache), "--out", str(plain),
-                                     *SMALL]).exit_code == 0
+                                     *small]).exit_code == 0
     # tracking scores the test videos without changing the training: the final scores are the same
     pd.testing.assert_frame_equal(pd.read_parquet(run / "scores.parquet"), pd.read_parquet(plain / "scores.parquet"))
     tracked = pd.read_parquet(run / "epoch_scores.parquet")

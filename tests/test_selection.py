@@ -115,9 +115,9 @@ def _spec(cache, **kw):
     return TrainSpec(cache=str(cache), visual=("vis",), audio=("aud",), seeds=(0,), head=SMALL_HEAD, **kw)
 
 
-def test_selection_in_a_run_is_recorded_and_blind_to_test_labels(tmp_path):
+def test_selection_in_a_run_is_recorded_and_blind_to_test_labels(tmp_path, local_scheduler):
     cache = _cache(tmp_path / "cache")
-    train_heads(_spec(cache, select=SMALL_SELECT), tmp_path / "a", workers=1)
+    train_heads(_spec(cache, select=SMALL_SELECT), tmp_path / "a", scheduler=local_scheduler)
     run = Run.open(tmp_path / "a")
     rec = run.selection("d")
     assert rec["train_videos"] == 6 and rec["folds"] == 4 and rec["final"] == "refit"
@@ -130,13 +130,14 @@ def test_selection_in_a_run_is_recorded_and_blind_to_test_labels(tmp_path):
     manifest.loc[test, "label"] = 1 - manifest.loc[test, "label"]
     write_manifest(manifest, tmp_path / "flipped.parquet")
     train_heads(_spec(cache, select=SMALL_SELECT, manifest=str(tmp_path / "flipped.parquet")), tmp_path / "b",
-                workers=1)
+                scheduler=local_scheduler)
     assert Run.open(tmp_path / "b").selection("d") == rec
 
 
-def test_fold_heads_are_averaged(tmp_path):
+def test_fold_heads_are_averaged(tmp_path, local_scheduler):
     cache = _cache(tmp_path / "cache")
-    train_heads(_spec(cache, select={**SMALL_SELECT, "grid": [{}], "final": "folds"}), tmp_path / "f", workers=1)
+    train_heads(_spec(cache, select={**SMALL_SELECT, "grid": [{}], "final": "folds"}), tmp_path / "f",
+                scheduler=local_scheduler)
     run = Run.open(tmp_path / "f")
     assert [p.name for p in run.models["d"]] == [f"seed0-fold{j}.pt" for j in range(4)]
     scored = run.scores().query("video_id == 'v6'").sort_values("segment").score.to_numpy()

@@ -42,11 +42,11 @@ def test_evaluator_follows_the_protocol_on_a_worked_example():
 
 
 @pytest.fixture(scope="module")
-def tvsum_run(shared_data, tmp_path_factory):
+def tvsum_run(shared_data, tmp_path_factory, local_scheduler):
     root = tmp_path_factory.mktemp("formats")
     import_umt(shared_data / "tvsum" / "umt", root / "cache")
     spec = TrainSpec(cache=str(root / "cache"), domains=("BK", "VT"), seeds=(0,), head=SMALL)
-    metrics = train_heads(spec, root / "run", workers=1)
+    metrics = train_heads(spec, root / "run", scheduler=local_scheduler)
     return root, metrics
 
 

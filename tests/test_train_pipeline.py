@@ -102,25 +102,25 @@ def test_predict_uses_the_domain_heads(run, tvsum_cache, tmp_path):
     assert set(pd.read_parquet(table).columns) >= {"video_id", "segment", "start", "end", "score"}
 
 
-def test_joint_model(tvsum_cache, tmp_path):
+def test_joint_model(tvsum_cache, tmp_path, local_scheduler):
     spec = TrainSpec(cache=str(tvsum_cache), domains=DOMAINS, seeds=(0,), joint=True, head=SMALL)
-    metrics = train_heads(spec, tmp_path / "joint", workers=1)
+    metrics = train_heads(spec, tmp_path / "joint", scheduler=local_scheduler)
     assert sorted(metrics.domain) == list(DOMAINS)  # evaluated per domain
     assert [p.name for p in (tmp_path / "joint" / "models").iterdir()] == ["joint"]
 
 
-def test_validation_split_is_carved_from_training_videos(tvsum_cache, tmp_path):
+def test_validation_split_is_carved_from_training_videos(tvsum_cache, tmp_path, local_scheduler):
     spec = TrainSpec(cache=str(tvsum_cache), domains=("BK",), seeds=(0,), val_fraction=0.25,
                      head={**SMALL, "epochs": 4})
-    train_heads(spec, tmp_path / "val", workers=1)
+    train_heads(spec, tmp_path / "val", scheduler=local_scheduler)
     tasks = pd.read_parquet(tmp_path / "val" / "tasks.parquet")
     assert tasks.train_videos.item() == 3 and tasks.val_videos.item() == 1 and tasks.test_videos.item() == 1
 
 
-def test_cli_train_eval_predict(tvsum_cache, tmp_path):
+def test_cli_train_eval_predict(tvsum_cache, tmp_path, local_scheduler):
     r = CliRunner().invoke(main, ["train-head", "--cache", str(tvsum_cache), "--out", str(tmp_path / "r"),
                                   "--domain", "BK", "--seeds", "0", "--epochs", "2", "--model", "v",
-                                  "--audio", "", "--workers", "1"])
+                                  "--audio", "", "--scheduler", local_scheduler])
     assert r.exit_code == 0, r.output
     assert "BK" in r.output and "MEAN" in r.output
     cfg = Run.open(tmp_path / "r").config
