@@ -33,7 +33,7 @@ def test_highlights_takes_every_extraction_option_of_extract():
 
 
 @pytest.fixture(scope="module")
-def random_run(tmp_path_factory) -> Path:
+def random_run(tmp_path_factory, local_scheduler) -> Path:
     """A run trained on `stats` + PANN features made with random weights (no PANN checkpoint anywhere)."""
     root = tmp_path_factory.mktemp("random_run")
     _, manifest = make_dataset(root / "videos", n_videos=3, seconds=6.0, seed=5)
@@ -43,7 +43,7 @@ def random_run(tmp_path_factory) -> Path:
     assert not report.failed
     write_manifest(manifest, cache / "manifest.parquet")
     spec = TrainSpec(cache=str(cache), visual=("stats",), audio=("pann",), seeds=(0,), head={"epochs": 3})
-    train_heads(spec, root / "run", workers=1)
+    train_heads(spec, root / "run", scheduler=local_scheduler)
     write_video(root / "new" / "fresh.mp4", seconds=6.0, fps=10, highlights=((2.0, 4.0),), seed=42)
     return root
 

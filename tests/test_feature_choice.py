@@ -79,7 +79,7 @@ def test_pixel_sources_prefer_tased(tmp_path):
         pixel_sources(store, ["a", "b"], suffix="_static")
 
 
-def test_train_head_without_feature_flags_on_a_cache_hl_extract_wrote(tmp_path):
+def test_train_head_without_feature_flags_on_a_cache_hl_extract_wrote(tmp_path, local_scheduler):
     _, manifest = make_dataset(tmp_path / "videos", n_videos=3, seconds=6, fps=8, test_fraction=0.34)
     cache = tmp_path / "cache"
     r = CliRunner().invoke(main, ["extract", "--videos", str(tmp_path / "videos"), "--out", str(cache),
@@ -88,7 +88,7 @@ def test_train_head_without_feature_flags_on_a_cache_hl_extract_wrote(tmp_path):
     write_manifest(manifest, cache / "manifest.parquet")
     run = tmp_path / "run"
     r = CliRunner().invoke(main, ["train-head", "--cache", str(cache), "--out", str(run), "--seeds", "0",
-                                  "--epochs", "2", "--workers", "1"])
+                                  "--epochs", "2", "--scheduler", local_scheduler])
     assert r.exit_code == 0, r.output
     line = [x for x in r.output.splitlines() if x.startswith("features chosen from the cache")]
     assert line == ["features chosen from the cache: visual stats (3/3 videos), audio stats_audio (3/3 videos)"]
@@ -99,7 +99,7 @@ def test_train_head_without_feature_flags_on_a_cache_hl_extract_wrote(tmp_path):
     assert saved["training"]["spec"]["visual"] == ["stats"]
     # named features are used as given, with nothing chosen
     r = CliRunner().invoke(main, ["train-head", "--cache", str(cache), "--out", str(tmp_path / "run2"),
-                                  "--seeds", "0", "--epochs", "2", "--workers", "1", "--visual", "stats",
+                                  "--seeds", "0", "--epochs", "2", "--scheduler", local_scheduler, "--visual", "stats",
                                   "--audio", ""])
     assert r.exit_code == 0 and "chosen from the cache" not in r.output, r.output
     assert Run.open(tmp_path / "run2").config.audio == []
