@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hl.common.seeding import seeded
+
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cooccurrence import CooccurrenceConfig, CooccurrenceHead
 from .losses import ce_loss, hpcl_loss, rank_loss
@@ -242,7 +244,8 @@ def fit(
     per epoch with the mean training ``loss``, ``ce``, ``hpcl``, ``rank`` (and ``val_loss`` with ``val``).
     ``progress(epoch, record)`` is called after every epoch, and ``watch(epoch, model)`` too, to score videos
     with the model as it stands (:func:`score` leaves the training untouched: same seed, same weights).
-    Global RNG state is left untouched."""
+    Global RNG state is left untouched, and fits running in several threads of one process give the weights each
+    gives alone (they take turns)."""
     config = config or HeadConfig()
     train = list(train)
     if not train:
@@ -255,8 +258,7 @@ def fit(
         raise ValueError(f"model {config.arch.model!r} needs audio, but no training video has any")
     if not config.arch.uses_audio:
         audio_dim = 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):  # one fit at a time per process: see hl.common.seeding
         rng = np.random.default_rng(seed)
         model = HeadModel(config, visual_dim, audio_dim)
         _fit_standardisation(model, train)

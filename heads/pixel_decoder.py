@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hl.common.seeding import seeded
+
 from .checkpoint import load_checkpoint, save_checkpoint
 
 FORMAT = "hl.heads.pixel/1"
@@ -244,9 +246,14 @@ def fit_decoder(model: PixelDistinction, batches: Batches, config: PixelFitConfi
                 device: str = "cpu", on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Train `model` for ``config.epochs`` epochs. ``batches(rng)`` yields one epoch of (encoder maps
     [B, C, T, h, w], pixel labels [B, H, W]) in an order drawn from `rng`. Returns the per-epoch history
-    (mean loss, frames, seconds). The same seed and batches give the same weights."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    (mean loss, frames, seconds). The same seed and batches give the same weights, also when several threads of
+    one process train at once (they take turns: :mod:`hl.common.seeding`)."""
+    with seeded(seed):
+        return _fit_epochs(model, batches, config, np.random.default_rng(seed), device, on_epoch)
+
+
+def _fit_epochs(model: PixelDistinction, batches: Batches, config: PixelFitConfig, rng: np.random.Generator,
+                device: str, on_epoch: Callable[[dict], None] | None) -> list[dict]:
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":

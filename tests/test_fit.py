@@ -80,6 +80,21 @@ def test_same_seed_same_weights_and_global_rng_untouched():
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values()))
 
 
+
+def test_fits_in_several_threads_of_one_process_give_the_weights_each_gives_alone():
+    """A Dask worker with several threads runs fits side by side: each must still be its seed's model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    train = synthetic(4, seed=5)
+    cfg = small(epochs=6)  # dropout 0.1: every step draws from torch's generator
+    alone = {seed: fit(train, cfg, seed=seed)[0].state_dict() for seed in (1, 2, 3, 4)}
+    with ThreadPoolExecutor(4) as pool:
+        side_by_side = dict(zip((1, 2, 3, 4), pool.map(lambda s: fit(train, cfg, seed=s)[0].state_dict(),
+                                                       (1, 2, 3, 4))))
+    for seed, weights in alone.items():
+        for name, p in weights.items():
+            assert torch.equal(p, side_by_side[seed][name]), (seed, name)
+
 def test_videos_without_audio_train_and_score():
     train = synthetic(4, seed=6) + synthetic(2, seed=7, audio=False)
     model, history = fit(train, small(epochs=5), seed=0)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from hl.common import HLError
+from hl.common.seeding import seeded
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
@@ -167,8 +168,7 @@ def create(name: str, weights: Weights = None) -> nn.Module:
     """
     spec = get_spec(name)
     # a fixed seed: random-init models (tests, speed runs) are the same in every worker process
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = spec.build()
     if weights is not None:
         model.load_state_dict(_full_state_dict(spec, weights), strict=True)

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from hl.common import HLError
+from hl.common.seeding import seeded
 from hl.heads.pixel_decoder import PixelDistinction, PixelFitConfig, fit_decoder, save_pixel_head
 from hl.heads.pixel_labels import (
     MIN_LABELLED_FRAMES,
@@ -399,12 +400,12 @@ def train_pixel_task(spec: PixelTrainSpec, run_dir: str, domain: str, seed: int,
     t_load = time.perf_counter()
     bank = FrameBank(store, train, spec.maps_name, in_shape, out_size, fit.batch_size,
                      memory_bytes=spec.memory_gb * 2**30)
-    torch.manual_seed(seed)
-    model = PixelDistinction(spec.backbone, in_shape, spec.widths)  # initialised from the seed
-    model.set_input_stats(*bank.channel_stats())
-    model.set_label_prior(bank.positive_rate())
-    load_s = time.perf_counter() - t_load
-    history = fit_decoder(model, bank.batches, fit, seed=seed, device=spec.device)
+    with seeded(seed):  # one training at a time per worker process (hl.common.seeding)
+        model = PixelDistinction(spec.backbone, in_shape, spec.widths)  # initialised from the seed
+        model.set_input_stats(*bank.channel_stats())
+        model.set_label_prior(bank.positive_rate())
+        load_s = time.perf_counter() - t_load
+        history = fit_decoder(model, bank.batches, fit, seed=seed, device=spec.device)
     save_pixel_head(model.cpu(), run.model_path(domain, seed),
                     {"maps_extractor": spec.maps_name, "saliency": saliency, "spec": asdict(spec)})
     run.write_history(domain, seed, history)
