@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from hl.common import is_temp
 from hl.data_manifests.synthetic import write_video
 from hl.extract.extractors import RunSettings
 from hl.pipelines.cache import FeatureStore
@@ -176,12 +177,15 @@ def test_sigkill_midway_resumes_without_redoing(tmp_path):
            "--extractors", "stats,motion_saliency", "--workers", "1", "--quiet"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = out / "index" / "motion_saliency"
+    def finished() -> list:  # index rows written whole; a row being written is a hidden temporary file
+        return [p for p in index.glob("*.parquet") if not is_temp(p)] if index.exists() else []
+
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(index.glob("*.parquet")) if index.exists() else []) < 2:
+    while time.time() < deadline and len(finished()) < 2:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole run: driver, scheduler, workers
     proc.wait()
-    rows = [pq.read_table(p).to_pylist()[0] for p in index.glob("*.parquet")]
+    rows = [pq.read_table(p).to_pylist()[0] for p in finished()]
     done_before = {r["video_id"]: r["created"] for r in rows}
     assert 2 <= len(done_before) < 10, "the run should have been killed part-way"
     for h5 in (out / "features").rglob("*.h5"):  # every visible file is complete and readable
