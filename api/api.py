@@ -84,6 +84,7 @@ class Trained:
     run: Path  # the run directory (read it with hl.pipelines.run.Run.open)
     metrics: Any  # pandas DataFrame: one row per (domain, seed) of the test metric
     summary: Any  # pandas DataFrame: per domain mean +- std over seeds, and the MEAN row
+    seed_mean: Any = None  # several seeds: per domain the metric of the mean of the seeds' scores (hl eval's)
 
 
 SEGMENT_ONLY = ("visual", "audio", "model", "val_fraction", "no_hpcl", "no_rank", "global_query", "fusion",
@@ -188,7 +189,12 @@ def train_head(
         metrics = train(spec, out, scheduler=scheduler, workers=workers,
                         progress=console.train_progress() if console else None,
                         notice=console.say if console else None)
-    return Trained(Path(out), metrics, summary_table(metrics) if len(metrics) else metrics)
+    seed_mean = None
+    if len(metrics) and metrics["seed"].nunique() > 1:
+        from hl.pipelines.stages.evaluate import evaluate_run_seed_mean
+
+        seed_mean = evaluate_run_seed_mean(out)
+    return Trained(Path(out), metrics, summary_table(metrics) if len(metrics) else metrics, seed_mean)
 
 
 # -- hl eval ---------------------------------------------------------------------------------------------
@@ -200,6 +206,9 @@ class Evaluation:
     protocol: str = "final"
     heading: str | None = None  # set for the best-epoch protocol: it must be shown with the figures
     best_epochs: dict = field(default_factory=dict)  # best-epoch protocol: {domain: {seed: epoch}}
+    # final protocol, several seeds: one row per domain, the metric of the mean of the seeds' scores (the model
+    # `hl highlights` scores with); None otherwise
+    seed_mean: Any = None
 
 
 def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "final") -> Evaluation:
@@ -208,7 +217,13 @@ def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "f
     ``track_test``."""
     from hl.common import HLError
     from hl.pipelines.run import Run
-    from hl.pipelines.stages.evaluate import BEST_EPOCH_HEADING, evaluate_best_epoch, evaluate_run, summary_table
+    from hl.pipelines.stages.evaluate import (
+        BEST_EPOCH_HEADING,
+        evaluate_best_epoch,
+        evaluate_run,
+        evaluate_run_seed_mean,
+        summary_table,
+    )
 
     if protocol not in ("final", "best-epoch"):
         raise HLError(f"unknown protocol {protocol!r} (final, best-epoch)")
@@ -235,8 +250,11 @@ def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "f
     epochs = {}
     if best:
         epochs = {d: {int(s): int(e) for s, e in zip(g["seed"], g["epoch"])} for d, g in metrics.groupby("domain")}
+    seed_mean = None
+    if not best and metrics["seed"].nunique() > 1:
+        seed_mean = evaluate_run_seed_mean(r, tvsum_protocol=tvsum_protocol)
     return Evaluation(metrics, summary_table(metrics) if len(metrics) else metrics, about, protocol,
-                      BEST_EPOCH_HEADING if best else None, epochs)
+                      BEST_EPOCH_HEADING if best else None, epochs, seed_mean)
 
 
 # -- hl predict ------------------------------------------------------------------------------------------

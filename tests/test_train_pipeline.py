@@ -12,7 +12,13 @@ from hl.pipelines.cache import FeatureStore
 from hl.pipelines.cache.umt_import import import_umt
 from hl.pipelines.cli import main
 from hl.pipelines.run import Run
-from hl.pipelines.stages.evaluate import evaluate_run, summary_table
+from hl.pipelines.stages.evaluate import (
+    evaluate_run,
+    evaluate_run_seed_mean,
+    evaluate_scores,
+    manifest_labels,
+    summary_table,
+)
 from hl.pipelines.stages.predict import predict, write_predictions
 from hl.pipelines.stages.train_segment import TrainSpec, train_heads
 
@@ -76,6 +82,31 @@ def test_eval_recomputes_the_stored_metrics(run):
                                   metrics.sort_values(["domain", "seed"]).reset_index(drop=True))
     mini = evaluate_run(out, tvsum_protocol="mini-net")
     assert not np.allclose(mini.value, metrics.value)  # a different protocol, a different number
+
+
+def test_seed_mean_is_the_figure_of_what_predict_scores(run, tvsum_cache):
+    out, metrics = run
+    seed_mean = evaluate_run_seed_mean(out)
+    assert list(seed_mean.domain) == list(DOMAINS) and (seed_mean.seed == -1).all()
+    test_ids = ["Se3oxnaPsz0", "J0nA4VgnoCo"]  # the test videos of BK and VT
+    preds = predict(out, tvsum_cache, test_ids)
+    manifest = FeatureStore(tvsum_cache).manifest()
+    domain = {"Se3oxnaPsz0": "BK", "J0nA4VgnoCo": "VT"}
+    rows = pd.DataFrame([{"video_id": v, "domain": domain[v], "seed": -1, "segment": i, "score": float(x)}
+                         for v in test_ids for i, x in enumerate(preds[v]["scores"])])
+    again = evaluate_scores(rows, manifest_labels(manifest[manifest.video_id.isin(test_ids)]))
+    np.testing.assert_allclose(again.value, seed_mean.value, atol=1e-6)
+    # not either seed's figure: the two seeds' heads differ, and so does their mean
+    assert any(not np.allclose(metrics[metrics.domain == d].value.to_numpy(),
+                               seed_mean[seed_mean.domain == d].value.item()) for d in DOMAINS)
+    r = CliRunner().invoke(main, ["eval", "--run", str(out)])
+    assert r.exit_code == 0 and "mean of the seeds' heads" in r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("BK"))
+    assert line.split()[-1] == f"{seed_mean[seed_mean.domain == 'BK'].value.item():.4f}"
+    r = CliRunner().invoke(main, ["eval", "--run", str(out), "--json"])
+    got = json.loads(r.output)["seed_mean"]
+    assert got["domains"]["VT"] == pytest.approx(seed_mean[seed_mean.domain == "VT"].value.item())
+    assert got["mean"] == pytest.approx(seed_mean.value.mean())
 
 
 def test_same_seed_same_scores(run, tvsum_cache, tmp_path):

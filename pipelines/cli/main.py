@@ -355,11 +355,13 @@ def train_head(ctx, cache, manifest, out, domains, head_kind, epochs, seeds, joi
                                  select=select, select_final=select_final, no_hpcl=no_hpcl, no_rank=no_rank,
                                  saliency_norm=saliency_norm, scheduler=scheduler, workers=workers, progress=console,
                                  **given)
-    _print_summary(trained.metrics, console)
+    _print_summary(trained.metrics, console, trained.seed_mean)
     console.result(f"run written to {out}", run=str(out))
 
 
-def _print_summary(metrics, console: Console | None = None) -> None:
+def _print_summary(metrics, console: Console | None = None, seed_mean=None) -> None:
+    """The per-domain table: mean +- std over seeds and, with several seeds, the metric of the seeds' mean score
+    (the model `hl highlights` scores with)."""
     from hl.pipelines.stages.evaluate import summary_table
 
     say = console.result if console is not None else (lambda line, **fields: click.echo(line))
@@ -368,12 +370,20 @@ def _print_summary(metrics, console: Console | None = None) -> None:
         return
 
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
+    joint = {} if seed_mean is None or seed_mean.empty else dict(zip(seed_mean["domain"], seed_mean["value"]))
+    if joint:
+        joint["MEAN"] = sum(joint.values()) / len(joint)
     if console is None or console.format != "json":
-        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)")
+        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)" + ("   mean of the seeds' heads" if joint else ""))
     for _, r in summary_table(metrics).iterrows():
-        say(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})",
-                       domain=r["domain"], metric=name, mean=float(r["mean"]), std=float(r["std"]),
-                       seeds=int(r["count"]))
+        extra = {"seed_mean": joint[r["domain"]]} if r["domain"] in joint else {}
+        say(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})"
+            + (f"   {joint[r['domain']]:.4f}" if extra else ""),
+            domain=r["domain"], metric=name, mean=float(r["mean"]), std=float(r["std"]), seeds=int(r["count"]),
+            **extra)
+    if joint and (console is None or console.format != "json"):
+        say("mean of the seeds' heads: their scores averaged segment by segment, the model `hl highlights` "
+            "scores with (one figure per run; its spread needs runs with other seeds)")
 
 
 @main.command("eval")
@@ -396,11 +406,16 @@ def eval_cmd(run_dir, tvsum_protocol, protocol, as_json):
         if result.heading:
             out["heading"] = result.heading
             out["best_epochs"] = {d: {str(s): e for s, e in seeds.items()} for d, seeds in result.best_epochs.items()}
+        if result.seed_mean is not None and not result.seed_mean.empty:
+            sm = result.seed_mean
+            out["seed_mean"] = {"about": "the metric of the mean of the seeds' scores (the model `hl highlights` "
+                                         "scores with)", "mean": float(sm["value"].mean()),
+                                "domains": {str(d): float(v) for d, v in zip(sm["domain"], sm["value"])}}
         click.echo(json.dumps({**out, **summary_dict(result.metrics), "about": result.about}))
         return
     if result.heading:
         click.echo(f"== {result.heading} ==")
-    _print_summary(result.metrics)
+    _print_summary(result.metrics, seed_mean=result.seed_mean)
     click.echo(result.about)
 
 

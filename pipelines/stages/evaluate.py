@@ -7,7 +7,9 @@ The protocol follows the manifest's ``dataset`` column:
 * ``youtube``: mAP with label = match > 0 (:func:`hl.heads.metrics.youtube_map`)
 * anything else (CoSum, user CSVs, synthetic): mean over videos of the AP of the binary labels
 
-Labels come from the manifest alone: evaluating reads no features.
+Two readings of a run trained with several seeds: each seed's heads alone (mean +- std over the seeds), and the
+mean of the seeds' scores segment by segment (:func:`evaluate_seed_mean`), which is the model ``hl highlights``
+and ``hl predict`` score with. Labels come from the manifest alone: evaluating reads no features.
 """
 from __future__ import annotations
 
@@ -99,6 +101,30 @@ def evaluate_run(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) ->
     manifest = read_manifest(run.manifest_path)
     manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
     return evaluate_scores(scores, manifest_labels(manifest), tvsum_protocol)
+
+
+def evaluate_seed_mean(scores: pd.DataFrame, labels: Iterable[VideoLabels], tvsum_protocol: str = TVSUM_PROTOCOL
+                       ) -> pd.DataFrame:
+    """One row per domain (``seed`` -1): the metric of the mean score over the run's seeds, segment by segment:
+    the model ``hl highlights`` and ``hl predict`` score with (the mean over a domain's heads)."""
+    mean = scores.groupby(["video_id", "domain", "segment"], as_index=False)["score"].mean()
+    return evaluate_scores(mean.assign(seed=SEED_MEAN), labels, tvsum_protocol)
+
+
+SEED_MEAN = -1
+
+
+def evaluate_run_seed_mean(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) -> pd.DataFrame:
+    """:func:`evaluate_seed_mean` of the run's stored test scores (empty when the run scored none)."""
+    from hl.data_manifests.schema import read_manifest
+
+    run = run if isinstance(run, Run) else Run.open(run)
+    scores = run.scores()
+    if scores.empty or not run.manifest_path.is_file():
+        return pd.DataFrame(columns=["domain", "seed", "metric", "value", "videos"])
+    manifest = read_manifest(run.manifest_path)
+    manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
+    return evaluate_seed_mean(scores, manifest_labels(manifest), tvsum_protocol)
 
 
 BEST_EPOCH_HEADING = "best epoch picked on the test videos (the papers' protocol; optimistic)"

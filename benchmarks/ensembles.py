@@ -1,0 +1,138 @@
+"""Do averaged seeds and smoothed score curves help, and does validation on the training videos say so? The
+shipped head (``HeadConfig()``) trained with many seeds, its scores read four ways - one seed, the mean of
+``--group`` seeds (what ``hl highlights`` scores with: the mean over a run's heads), each with or without a
+Gaussian smoothing of the score curve over segments - and every reading scored twice: pooled validation on folds
+of the training videos, and the test videos.
+
+    python benchmarks/ensembles.py --data tvsum --test-seeds 25          # 10 domains, 4 training videos each
+    python benchmarks/ensembles.py --data youtube_dev --test-seeds 15    # dog 40 / parkour 19 training videos
+
+Validation: fold j holds out, in every domain, the j-th of ``--folds`` folds of its training videos; ``--group``
+seeds are trained on the rest and scored on the held-out videos with the dataset's metric; a reading's figure is
+the mean over folds of the mean over domains (one seed: also the mean over the seeds). Test: ``--test-seeds``
+seeds trained on all training videos; one seed: mean +- std over the seeds; the mean of ``--group`` seeds:
+mean +- std over the disjoint groups (seeds 0-4, 5-9, ...). The decision rule is validation's: a reading is worth
+shipping only if it validates higher on both datasets; the test figures are printed beside it, never used to pick.
+Heads train in ``--workers`` processes with one torch thread each. ``--json`` keeps every figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from selection_power import figure, load, pooled_folds  # noqa: E402
+
+SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # Gaussian smoothing of a score curve, in segments (0: none)
+_VIDEOS: list = []
+
+
+def _init(data: str, root: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _VIDEOS.extend(load(data, Path(root)))
+
+
+def _task(domain: str, held: tuple[str, ...] | None, seed: int) -> tuple[str, str | None, int, dict]:
+    """One head of `domain`: trained on its training videos outside `held` (None: all of them), scored on the
+    held-out videos (None: the test videos). Returns {video_id: scores}."""
+    from hl.heads.fit import HeadConfig, fit, score
+
+    train = [v for v in _VIDEOS if v.domain == domain and v.split == "train"]
+    if held is None:
+        fit_on, out = train, [v for v in _VIDEOS if v.domain == domain and v.split == "test"]
+    else:
+        fit_on = [v for v in train if v.video.video_id not in held]
+        out = [v for v in train if v.video.video_id in held]
+    model, _ = fit([v.video for v in fit_on], HeadConfig(), seed=seed)
+    scores = score(model, [v.video for v in out])
+    return domain, None if held is None else ",".join(held), seed, {
+        v.video.video_id: s.astype(np.float64) for v, s in zip(out, scores)}
+
+
+def smooth(s: np.ndarray, sigma: float) -> np.ndarray:
+    return gaussian_filter1d(s, sigma, mode="nearest") if sigma > 0 else s
+
+
+def reading(videos: list, per_seed: list[dict], sigma: float) -> float:
+    """The dataset's figure of the mean of `per_seed` ({video_id: scores} per seed), smoothed by `sigma`."""
+    scores = [smooth(np.mean([p[v.video.video_id] for p in per_seed], axis=0), sigma) for v in videos]
+    return figure(videos, scores)
+
+
+def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, workers: int) -> dict:
+    videos = load(data, root)
+    train = [v for v in videos if v.split == "train"]
+    test = [v for v in videos if v.split == "test"]
+    domains = sorted({v.domain for v in videos})
+    fold_ids = [tuple(sorted(train[i].video.video_id for i in f)) for f in pooled_folds(train, folds)]
+    jobs = [(d, tuple(i for i in f if any(v.video.video_id == i and v.domain == d for v in train)), s)
+            for f in fold_ids for d in domains for s in range(group)]
+    jobs = [j for j in jobs if j[1]] + [(d, None, s) for s in range(test_seeds) for d in domains]
+    t0 = time.perf_counter()
+    got: dict[tuple[str | None, int], dict] = {}  # (fold key or None, seed) -> {video_id: scores}
+    with ProcessPoolExecutor(workers, initializer=_init, initargs=(data, str(root))) as pool:
+        futures = [pool.submit(_task, *j) for j in jobs]
+        for n, fut in enumerate(futures, 1):
+            d, key, seed, scores = fut.result()
+            fold = None if key is None else next(k for k, f in enumerate(fold_ids) if set(key.split(",")) <= set(f))
+            got.setdefault((fold, seed), {}).update(scores)
+            if n % 25 == 0 or n == len(futures):
+                print(f"  {n}/{len(futures)} heads, {time.perf_counter() - t0:.0f} s", flush=True)
+    seconds = time.perf_counter() - t0
+    out: dict = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
+                 "test_seeds": test_seeds, "folds": len(fold_ids), "seconds": seconds, "readings": {}}
+    for sigma in SIGMAS:
+        for k in (1, group):
+            val = []
+            for f, ids in enumerate(fold_ids):
+                held = [v for v in train if v.video.video_id in ids]
+                if k == 1:
+                    val.append(np.mean([reading(held, [got[(f, s)]], sigma) for s in range(group)]))
+                else:
+                    val.append(reading(held, [got[(f, s)] for s in range(group)], sigma))
+            sets = [[s] for s in range(test_seeds)] if k == 1 else [
+                list(range(g, g + group)) for g in range(0, test_seeds - group + 1, group)]
+            tests = [reading(test, [got[(None, s)] for s in ss], sigma) for ss in sets]
+            out["readings"][f"seeds{k}-sigma{sigma:g}"] = {
+                "seeds": k, "sigma": sigma, "validation": float(np.mean(val)), "validation_folds": val,
+                "test_mean": float(np.mean(tests)), "test_std": float(np.std(tests)), "test": tests}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", choices=["tvsum", "youtube_dev"], default="tvsum")
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--group", type=int, default=5, help="seeds averaged into one model")
+    ap.add_argument("--test-seeds", type=int, default=25, help="seeds trained on all training videos")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/hl-ensembles"))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    load(args.data, args.work)  # import the cache once, before the workers read it
+    r = measure(args.data, args.work, args.folds, args.group, args.test_seeds, args.workers)
+    print(f"{args.data}: {r['train_videos']} train / {r['test_videos']} test videos, {r['folds']} validation folds, "
+          f"{args.test_seeds} test seeds, {r['seconds']:.0f} s")
+    print(f"  {'reading':22s} {'validation':>10s}   test (mean +- std)")
+    for name, x in r["readings"].items():
+        print(f"  {name:22s} {x['validation']:10.4f}   {x['test_mean']:.4f} +- {x['test_std']:.4f} "
+              f"(n={len(x['test'])})")
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
