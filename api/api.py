@@ -220,8 +220,9 @@ def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "f
     from hl.pipelines.stages.evaluate import (
         BEST_EPOCH_HEADING,
         evaluate_best_epoch,
-        evaluate_run,
-        evaluate_run_seed_mean,
+        evaluate_scores,
+        evaluate_seed_mean,
+        run_test_scores,
         summary_table,
     )
 
@@ -231,7 +232,14 @@ def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "f
     best = protocol == "best-epoch"
     if best and r.kind != "segment":
         raise HLError(f"{run}: --protocol best-epoch needs a segment run trained with --track-test")
-    metrics = (evaluate_best_epoch if best else evaluate_run)(r, tvsum_protocol=tvsum_protocol)
+    seed_mean = None
+    if best:
+        metrics = evaluate_best_epoch(r, tvsum_protocol=tvsum_protocol)
+    else:
+        scores, labels = run_test_scores(r)  # read once for both readings
+        metrics = evaluate_scores(scores, labels, tvsum_protocol)
+        if scores["seed"].nunique() > 1:
+            seed_mean = evaluate_seed_mean(scores, labels, tvsum_protocol)
     c = r.config
     if r.kind == "pixel":
         about = f"pixel-level head on {c.visual[0]} maps, {c.head['fit']['epochs']} epochs (fixed)"
@@ -250,9 +258,6 @@ def evaluate(run: str | Path, *, tvsum_protocol: str = "umt", protocol: str = "f
     epochs = {}
     if best:
         epochs = {d: {int(s): int(e) for s, e in zip(g["seed"], g["epoch"])} for d, g in metrics.groupby("domain")}
-    seed_mean = None
-    if not best and metrics["seed"].nunique() > 1:
-        seed_mean = evaluate_run_seed_mean(r, tvsum_protocol=tvsum_protocol)
     return Evaluation(metrics, summary_table(metrics) if len(metrics) else metrics, about, protocol,
                       BEST_EPOCH_HEADING if best else None, epochs, seed_mean)
 

@@ -43,21 +43,20 @@ def _init(data: str, root: str) -> None:
     _VIDEOS.extend(load(data, Path(root)))
 
 
-def _task(domain: str, held: tuple[str, ...] | None, seed: int) -> tuple[str, str | None, int, dict]:
-    """One head of `domain`: trained on its training videos outside `held` (None: all of them), scored on the
-    held-out videos (None: the test videos). Returns {video_id: scores}."""
+def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tuple[int | None, int, dict]:
+    """One head of `domain`: trained on its training videos outside `held`, scored on the held-out videos (fold
+    None: trained on all of them, scored on the test videos). Returns (fold, seed, {video_id: scores})."""
     from hl.heads.fit import HeadConfig, fit, score
 
     train = [v for v in _VIDEOS if v.domain == domain and v.split == "train"]
-    if held is None:
+    if fold is None:
         fit_on, out = train, [v for v in _VIDEOS if v.domain == domain and v.split == "test"]
     else:
         fit_on = [v for v in train if v.video.video_id not in held]
         out = [v for v in train if v.video.video_id in held]
     model, _ = fit([v.video for v in fit_on], HeadConfig(), seed=seed)
     scores = score(model, [v.video for v in out])
-    return domain, None if held is None else ",".join(held), seed, {
-        v.video.video_id: s.astype(np.float64) for v, s in zip(out, scores)}
+    return fold, seed, {v.video.video_id: s.astype(np.float64) for v, s in zip(out, scores)}
 
 
 def smooth(s: np.ndarray, sigma: float) -> np.ndarray:
@@ -75,28 +74,27 @@ def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, work
     train = [v for v in videos if v.split == "train"]
     test = [v for v in videos if v.split == "test"]
     domains = sorted({v.domain for v in videos})
-    fold_ids = [tuple(sorted(train[i].video.video_id for i in f)) for f in pooled_folds(train, folds)]
-    jobs = [(d, tuple(i for i in f if any(v.video.video_id == i and v.domain == d for v in train)), s)
-            for f in fold_ids for d in domains for s in range(group)]
-    jobs = [j for j in jobs if j[1]] + [(d, None, s) for s in range(test_seeds) for d in domains]
+    folds_of = [[train[i] for i in f] for f in pooled_folds(train, folds)]  # held-out videos of each fold
+    jobs = [(d, f, frozenset(v.video.video_id for v in held if v.domain == d), s)
+            for f, held in enumerate(folds_of) for d in domains for s in range(group)
+            if any(v.domain == d for v in held)]
+    jobs += [(d, None, frozenset(), s) for s in range(test_seeds) for d in domains]
     t0 = time.perf_counter()
-    got: dict[tuple[str | None, int], dict] = {}  # (fold key or None, seed) -> {video_id: scores}
+    got: dict[tuple[int | None, int], dict] = {}  # (fold, or None for the test videos; seed) -> {video_id: scores}
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(data, str(root))) as pool:
         futures = [pool.submit(_task, *j) for j in jobs]
         for n, fut in enumerate(futures, 1):
-            d, key, seed, scores = fut.result()
-            fold = None if key is None else next(k for k, f in enumerate(fold_ids) if set(key.split(",")) <= set(f))
+            fold, seed, scores = fut.result()
             got.setdefault((fold, seed), {}).update(scores)
             if n % 25 == 0 or n == len(futures):
                 print(f"  {n}/{len(futures)} heads, {time.perf_counter() - t0:.0f} s", flush=True)
     seconds = time.perf_counter() - t0
     out: dict = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
-                 "test_seeds": test_seeds, "folds": len(fold_ids), "seconds": seconds, "readings": {}}
+                 "test_seeds": test_seeds, "folds": len(folds_of), "seconds": seconds, "readings": {}}
     for sigma in SIGMAS:
         for k in (1, group):
             val = []
-            for f, ids in enumerate(fold_ids):
-                held = [v for v in train if v.video.video_id in ids]
+            for f, held in enumerate(folds_of):
                 if k == 1:
                     val.append(np.mean([reading(held, [got[(f, s)]], sigma) for s in range(group)]))
                 else:

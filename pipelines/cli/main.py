@@ -370,18 +370,18 @@ def _print_summary(metrics, console: Console | None = None, seed_mean=None) -> N
         return
 
     name = metrics["metric"].iloc[0] if len(metrics) else "metric"
-    joint = {} if seed_mean is None or seed_mean.empty else dict(zip(seed_mean["domain"], seed_mean["value"]))
-    if joint:
-        joint["MEAN"] = sum(joint.values()) / len(joint)
+    averaged = {} if seed_mean is None or seed_mean.empty else dict(zip(seed_mean["domain"], seed_mean["value"]))
+    if averaged:
+        averaged["MEAN"] = sum(averaged.values()) / len(averaged)
     if console is None or console.format != "json":
-        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)" + ("   mean of the seeds' heads" if joint else ""))
+        say(f"{'domain':<12} {name:>10} (mean +- std over seeds)" + ("   mean of the seeds' heads" if averaged else ""))
     for _, r in summary_table(metrics).iterrows():
-        extra = {"seed_mean": joint[r["domain"]]} if r["domain"] in joint else {}
+        extra = {"seed_mean": averaged[r["domain"]]} if r["domain"] in averaged else {}
         say(f"{r['domain']:<12} {r['mean']:>10.4f} +- {r['std']:.4f}  (n={int(r['count'])})"
-            + (f"   {joint[r['domain']]:.4f}" if extra else ""),
+            + (f"   {averaged[r['domain']]:.4f}" if extra else ""),
             domain=r["domain"], metric=name, mean=float(r["mean"]), std=float(r["std"]), seeds=int(r["count"]),
             **extra)
-    if joint and (console is None or console.format != "json"):
+    if averaged and (console is None or console.format != "json"):
         say("mean of the seeds' heads: their scores averaged segment by segment, the model `hl highlights` "
             "scores with (one figure per run; its spread needs runs with other seeds)")
 

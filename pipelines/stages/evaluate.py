@@ -86,8 +86,9 @@ def evaluate_scores(scores: pd.DataFrame, labels: Iterable[VideoLabels], tvsum_p
     return pd.DataFrame(rows, columns=["domain", "seed", "metric", "value", "videos"])
 
 
-def evaluate_run(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) -> pd.DataFrame:
-    """One row per (domain, seed) of the run's stored test scores under the dataset's protocol."""
+def run_test_scores(run: Run | str | Path) -> tuple[pd.DataFrame, list[VideoLabels]]:
+    """The run's stored test scores (video_id, domain, seed, segment, score) and the labels of those videos from
+    the run's manifest; a one-line HLError when there are none."""
     from hl.data_manifests.schema import read_manifest
 
     run = run if isinstance(run, Run) else Run.open(run)
@@ -99,8 +100,15 @@ def evaluate_run(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) ->
     if not run.manifest_path.is_file():
         raise HLError(f"{run.path}: its manifest {run.manifest_path} is gone")
     manifest = read_manifest(run.manifest_path)
-    manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
-    return evaluate_scores(scores, manifest_labels(manifest), tvsum_protocol)
+    return scores, manifest_labels(manifest[manifest["video_id"].isin(scores["video_id"].unique())])
+
+
+def evaluate_run(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) -> pd.DataFrame:
+    """One row per (domain, seed) of the run's stored test scores under the dataset's protocol."""
+    return evaluate_scores(*run_test_scores(run), tvsum_protocol)
+
+
+SEED_MEAN = -1  # the ``seed`` of the rows of evaluate_seed_mean
 
 
 def evaluate_seed_mean(scores: pd.DataFrame, labels: Iterable[VideoLabels], tvsum_protocol: str = TVSUM_PROTOCOL
@@ -111,20 +119,9 @@ def evaluate_seed_mean(scores: pd.DataFrame, labels: Iterable[VideoLabels], tvsu
     return evaluate_scores(mean.assign(seed=SEED_MEAN), labels, tvsum_protocol)
 
 
-SEED_MEAN = -1
-
-
 def evaluate_run_seed_mean(run: Run | str | Path, tvsum_protocol: str = TVSUM_PROTOCOL) -> pd.DataFrame:
-    """:func:`evaluate_seed_mean` of the run's stored test scores (empty when the run scored none)."""
-    from hl.data_manifests.schema import read_manifest
-
-    run = run if isinstance(run, Run) else Run.open(run)
-    scores = run.scores()
-    if scores.empty or not run.manifest_path.is_file():
-        return pd.DataFrame(columns=["domain", "seed", "metric", "value", "videos"])
-    manifest = read_manifest(run.manifest_path)
-    manifest = manifest[manifest["video_id"].isin(scores["video_id"].unique())]
-    return evaluate_seed_mean(scores, manifest_labels(manifest), tvsum_protocol)
+    """:func:`evaluate_seed_mean` of the run's stored test scores."""
+    return evaluate_seed_mean(*run_test_scores(run), tvsum_protocol)
 
 
 BEST_EPOCH_HEADING = "best epoch picked on the test videos (the papers' protocol; optimistic)"
