@@ -32,6 +32,7 @@ averaging clip scores inside each shot; on TVSum's 2-s clips, pass those clips d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -71,7 +72,7 @@ def ranked_average_precision(ranked_labels) -> float:
     prc = hits / np.arange(1, len(labels) + 1)
     rec_prev = np.concatenate([[0.0], rec[:-1]])
     prc_prev = np.concatenate([[1.0], prc[:-1]])
-    return float(np.sum((rec - rec_prev) * (prc + prc_prev) / 2.0))
+    return math.fsum((rec - rec_prev) * (prc + prc_prev) / 2.0)  # correctly rounded: a perfect ranking is 1.0
 
 
 def average_precision(scores, labels) -> float:
