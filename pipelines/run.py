@@ -1,7 +1,8 @@
 """A run directory: what ``hl train-head`` leaves behind, and the one module that reads and writes it.
 
     RUN/config.json                     the run's :class:`RunConfig`: its kind, the features it reads and where
-                                        they came from, its segment windows, manifest, domains, seeds and heads
+                                        they came from, its segment windows, manifest, domains, seeds and heads,
+                                        and (segment runs) training["recipe"]: what set the head, and why
     RUN/models/<domain>/seed<k>.pt      one head per (domain, seed); domain "joint" for a joint model
     RUN/scores.parquet                  test-split scores: video_id, domain, seed, segment, score
     RUN/tasks.parquet                   one row per training task (videos, epochs, seconds, ...)

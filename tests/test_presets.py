@@ -127,6 +127,9 @@ def test_train_head_with_the_paper_preset(youtube_cache, tmp_path):
     head = Run.open(run).config.head
     assert head["arch"]["d_model"] == 256 and head["optimizer"] == "adam" and head["epochs"] == 2
     assert head["rank_reduction"] == "sum" and head["batch_size"] == 4
+    recipe = Run.open(run).config.training["recipe"]
+    assert recipe["source"] == "preset" and "hpcl-paper-youtube" in recipe["why"]
+    assert recipe["overrides"] == {"epochs": 2}
     r = CliRunner().invoke(main, ["eval", "--run", str(run), "--protocol", "best-epoch"])
     assert r.exit_code == 0, r.output
     assert "best epoch picked on the test videos (the papers' protocol; optimistic)" in r.output

@@ -124,6 +124,8 @@ def test_selection_in_a_run_is_recorded_and_blind_to_test_labels(tmp_path, local
     assert rec["chosen"]["setting"] in SMALL_SELECT["grid"] and rec["chosen"]["epochs"] in (2, 4)
     assert len(rec["table"]) == 4 and "validation" in rec["reason"]
     assert run.tasks().epochs.item() == rec["chosen"]["epochs"]  # the refit ran the chosen number of epochs
+    recipe = run.config.training["recipe"]
+    assert recipe["source"] == "select" and "RUN/selection/" in recipe["why"]
     # the test videos' labels changed: the same choice, to the last figure
     manifest = read_manifest(cache / "manifest.parquet")
     test = manifest.split == "test"

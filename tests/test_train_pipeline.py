@@ -65,6 +65,8 @@ def test_training_writes_a_complete_run(run):
         assert sorted(p.name for p in (out / "models" / d).glob("*.pt")) == ["seed0.pt", "seed1.pt"]
     cfg = Run.open(out).config
     assert cfg.kind == "segment" and cfg.head["epochs"] == 3 and cfg.domains == list(DOMAINS)
+    recipe = cfg.training["recipe"]  # what set the head, and why
+    assert recipe["source"] == "shipped" and recipe["overrides"] == SMALL and "not tuned on this data" in recipe["why"]
     scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores.video_id) == {"Se3oxnaPsz0", "J0nA4VgnoCo"}  # the test video of BK and of VT
     history = json.loads((out / "history" / "BK-seed0.json").read_text())

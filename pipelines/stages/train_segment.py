@@ -88,6 +88,30 @@ class LabelledVideo:
         return self.labels.split
 
 
+def recipe_record(spec: TrainSpec) -> dict:
+    """What set the run's head and why, in words a person reads in RUN/config.json ("training" -> "recipe")."""
+    if spec.ridge:
+        source, why = "ridge", ("the linear baseline (hl.heads.ridge); its alpha is chosen per domain by validation "
+                                "on the training videos")
+    elif spec.select is not None:
+        source, why = "select", ("per domain, the setting and epoch count with the highest validation figure (the "
+                                 "dataset's metric) on folds of the training videos; what was chosen and its table "
+                                 "are in RUN/selection/")
+    elif spec.preset is not None:
+        source, why = "preset", (f"the named setting {spec.preset!r} (hl.heads.presets), as its source states it; "
+                                 "not tuned on this data")
+    else:
+        source, why = "shipped", ("the shipped recipe (hl.heads.fit.HeadConfig): fixed, chosen once by "
+                                  "cross-validation pooled over TVSum's ten domains and measured on TVSum and "
+                                  "YouTube Highlights; not tuned on this data (--select tunes it per domain by "
+                                  "validation on the training videos)")
+    record = {"source": source, "why": why, "overrides": dict(spec.head)}
+    if spec.val_fraction > 0 and not spec.ridge:
+        record["early_stopping"] = (f"{spec.val_fraction:g} of each domain's training videos held out; training "
+                                    "stops on their validation loss")
+    return record
+
+
 def absolute_paths(spec):
     """`spec` with its cache and manifest paths made absolute: the tasks run on workers whose working directory
     is not the caller's."""
@@ -341,7 +365,8 @@ def train_heads(spec: TrainSpec, run_dir: str | Path, scheduler: str | None = No
         segments=segment_windows(store, trained_on, spec.visual[0], manifest),
         cache=str(spec.cache), manifest=str(spec.manifest_path), domains=domains, seeds=list(spec.seeds),
         joint=spec.joint, head=spec.head_config().to_dict(),
-        training={"spec": asdict(spec), "missing_videos": missing, "features_chosen": chosen},
+        training={"spec": asdict(spec), "missing_videos": missing, "features_chosen": chosen,
+                  "recipe": recipe_record(spec)},
     ))
     trained = [JOINT] if spec.joint else domains
     picked: dict[str, dict | None] = {}
