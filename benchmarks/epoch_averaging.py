@@ -1,0 +1,153 @@
+"""Does averaging over the training trajectory help the shipped head, and does validation on the training videos
+say so? The shipped head (``HeadConfig()``, 30 epochs) is read five ways: its last epoch (shipped); the mean of
+the scores of the models after each of the last epochs (a snapshot ensemble); and one model whose weights are the
+mean of those epochs' weights (stochastic weight averaging, SWA). Both averages run over the second half of the
+schedule (epochs 16-30) or over everything after the warm-up (epochs 6-30). Each reading is scored twice: pooled
+validation on folds of the training videos, and the test videos.
+
+    python benchmarks/epoch_averaging.py --data tvsum --test-seeds 10
+    python benchmarks/epoch_averaging.py --data youtube_dev --test-seeds 10
+
+Validation as in ``ensembles.py``: fold j holds out, in every domain, the j-th of ``--folds`` folds of its training
+videos; ``--group`` seeds are trained on the rest and scored on the held-out videos; a reading's figure is the mean
+over folds of the mean over domains and seeds. Test: ``--test-seeds`` seeds trained on all training videos, mean
++- std over the seeds; and the mean of ``--group`` seeds' scores (what ``hl highlights`` scores with), mean +- std
+over disjoint groups. The rule, fixed before the first run: a reading is worth shipping only if it validates higher
+than the last epoch on both datasets; the test figures are printed beside it, never used to pick.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from selection_power import figure, load, pooled_folds  # noqa: E402
+
+WINDOWS = {"6-30": (6, 30), "16-30": (16, 30)}  # epochs averaged, 1-based and inclusive
+READINGS = ("last", *(f"{kind}{w}" for kind in ("scores", "swa") for w in WINDOWS))
+_VIDEOS: list = []
+
+
+def _init(data: str, root: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _VIDEOS.extend(load(data, Path(root)))
+
+
+def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tuple[int | None, int, dict]:
+    """One head of `domain`, trained on its training videos outside `held` and read every way on the held-out
+    videos (fold None: trained on all of them, read on the test videos). Returns (fold, seed,
+    {reading: {video_id: scores}})."""
+    import torch
+
+    from hl.heads.fit import HeadConfig, fit, score
+
+    train = [v for v in _VIDEOS if v.domain == domain and v.split == "train"]
+    if fold is None:
+        fit_on, out = train, [v for v in _VIDEOS if v.domain == domain and v.split == "test"]
+    else:
+        fit_on = [v for v in train if v.video.video_id not in held]
+        out = [v for v in train if v.video.video_id in held]
+    videos = [v.video for v in out]
+    config = HeadConfig()
+    per_epoch: dict[int, list[np.ndarray]] = {}
+    weight_sums: dict[str, dict[str, torch.Tensor]] = {}
+
+    def watch(epoch: int, model) -> None:
+        e = epoch + 1
+        per_epoch[e] = score(model, videos)
+        for name, (lo, hi) in WINDOWS.items():
+            if lo <= e <= hi:
+                sums = weight_sums.setdefault(name, {})
+                for k, t in model.state_dict().items():
+                    sums[k] = sums.get(k, 0) + t.detach().double()
+
+    model, _ = fit([v.video for v in fit_on], config, seed=seed, watch=watch)
+    read: dict[str, list[np.ndarray]] = {"last": score(model, videos)}
+    for name, (lo, hi) in WINDOWS.items():
+        epochs = range(lo, min(hi, config.epochs) + 1)
+        read[f"scores{name}"] = [np.mean([per_epoch[e][i] for e in epochs], axis=0) for i in range(len(videos))]
+        swa = copy.deepcopy(model)
+        swa.load_state_dict({k: (s / len(epochs)).to(t.dtype) for (k, s), t in
+                             zip(weight_sums[name].items(), model.state_dict().values())})
+        read[f"swa{name}"] = score(swa, videos)
+    return fold, seed, {r: {v.video.video_id: s.astype(np.float64) for v, s in zip(out, read[r])} for r in READINGS}
+
+
+def reading(videos: list, per_seed: list[dict]) -> float:
+    """The dataset's figure of the mean of `per_seed` ({video_id: scores} per seed)."""
+    return figure(videos, [np.mean([p[v.video.video_id] for p in per_seed], axis=0) for v in videos])
+
+
+def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, workers: int) -> dict:
+    videos = load(data, root)
+    train = [v for v in videos if v.split == "train"]
+    test = [v for v in videos if v.split == "test"]
+    domains = sorted({v.domain for v in videos})
+    folds_of = [[train[i] for i in f] for f in pooled_folds(train, folds)]
+    jobs = [(d, f, frozenset(v.video.video_id for v in held if v.domain == d), s)
+            for f, held in enumerate(folds_of) for d in domains for s in range(group)
+            if any(v.domain == d for v in held)]
+    jobs += [(d, None, frozenset(), s) for s in range(test_seeds) for d in domains]
+    t0 = time.perf_counter()
+    got: dict[tuple[str, int | None, int], dict] = {}  # (reading, fold or None, seed) -> {video_id: scores}
+    with ProcessPoolExecutor(workers, initializer=_init, initargs=(data, str(root))) as pool:
+        futures = [pool.submit(_task, *j) for j in jobs]
+        for n, fut in enumerate(futures, 1):
+            fold, seed, reads = fut.result()
+            for r, scores in reads.items():
+                got.setdefault((r, fold, seed), {}).update(scores)
+            if n % 25 == 0 or n == len(futures):
+                print(f"  {n}/{len(futures)} heads, {time.perf_counter() - t0:.0f} s", flush=True)
+    out: dict = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
+                 "test_seeds": test_seeds, "folds": len(folds_of), "seconds": time.perf_counter() - t0,
+                 "readings": {}}
+    groups = [list(range(g, g + group)) for g in range(0, test_seeds - group + 1, group)]
+    for r in READINGS:
+        val = [float(np.mean([reading(held, [got[(r, f, s)]]) for s in range(group)]))
+               for f, held in enumerate(folds_of)]
+        one = [reading(test, [got[(r, None, s)]]) for s in range(test_seeds)]
+        mean_k = [reading(test, [got[(r, None, s)] for s in g]) for g in groups]
+        out["readings"][r] = {"validation": float(np.mean(val)), "validation_folds": val,
+                              "test_mean": float(np.mean(one)), "test_std": float(np.std(one)), "test": one,
+                              "group_test_mean": float(np.mean(mean_k)), "group_test_std": float(np.std(mean_k)),
+                              "group_test": mean_k}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", choices=["tvsum", "youtube_dev"], default="tvsum")
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--group", type=int, default=5, help="seeds per fold; seeds averaged into one model")
+    ap.add_argument("--test-seeds", type=int, default=10, help="seeds trained on all training videos")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/hl-ensembles"))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    load(args.data, args.work)  # import the cache once, before the workers read it
+    r = measure(args.data, args.work, args.folds, args.group, args.test_seeds, args.workers)
+    print(f"{args.data}: {r['train_videos']} train / {r['test_videos']} test videos, {r['folds']} validation folds, "
+          f"{args.test_seeds} test seeds, {r['seconds']:.0f} s")
+    print(f"  {'reading':12s} {'validation':>10s}   {'test, one seed':>22s}   test, mean of {args.group} seeds")
+    for name, x in r["readings"].items():
+        print(f"  {name:12s} {x['validation']:10.4f}   {x['test_mean']:.4f} +- {x['test_std']:.4f} (n={len(x['test'])})"
+              f"   {x['group_test_mean']:.4f} +- {x['group_test_std']:.4f} (n={len(x['group_test'])})")
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
