@@ -17,12 +17,9 @@ Heads train in ``--workers`` processes with one torch thread each. ``--json`` ke
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +27,10 @@ from scipy.ndimage import gaussian_filter1d
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from seed_folds import arguments, head_jobs, split_for, train_many  # noqa: E402
 from selection_power import figure, load, pooled_folds  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # Gaussian smoothing of a score curve, in segments (0: none)
-_VIDEOS: list = []
-
-
-def _init(data: str, root: str) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    _VIDEOS.extend(load(data, Path(root)))
 
 
 def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tuple[int | None, int, dict]:
@@ -48,12 +38,7 @@ def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tup
     None: trained on all of them, scored on the test videos). Returns (fold, seed, {video_id: scores})."""
     from hl.heads.fit import HeadConfig, fit, score
 
-    train = [v for v in _VIDEOS if v.domain == domain and v.split == "train"]
-    if fold is None:
-        fit_on, out = train, [v for v in _VIDEOS if v.domain == domain and v.split == "test"]
-    else:
-        fit_on = [v for v in train if v.video.video_id not in held]
-        out = [v for v in train if v.video.video_id in held]
+    fit_on, out = split_for(domain, fold, held)
     model, _ = fit([v.video for v in fit_on], HeadConfig(), seed=seed)
     scores = score(model, [v.video for v in out])
     return fold, seed, {v.video.video_id: s.astype(np.float64) for v, s in zip(out, scores)}
@@ -73,21 +58,11 @@ def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, work
     videos = load(data, root)
     train = [v for v in videos if v.split == "train"]
     test = [v for v in videos if v.split == "test"]
-    domains = sorted({v.domain for v in videos})
     folds_of = [[train[i] for i in f] for f in pooled_folds(train, folds)]  # held-out videos of each fold
-    jobs = [(d, f, frozenset(v.video.video_id for v in held if v.domain == d), s)
-            for f, held in enumerate(folds_of) for d in domains for s in range(group)
-            if any(v.domain == d for v in held)]
-    jobs += [(d, None, frozenset(), s) for s in range(test_seeds) for d in domains]
     t0 = time.perf_counter()
     got: dict[tuple[int | None, int], dict] = {}  # (fold, or None for the test videos; seed) -> {video_id: scores}
-    with ProcessPoolExecutor(workers, initializer=_init, initargs=(data, str(root))) as pool:
-        futures = [pool.submit(_task, *j) for j in jobs]
-        for n, fut in enumerate(futures, 1):
-            fold, seed, scores = fut.result()
-            got.setdefault((fold, seed), {}).update(scores)
-            if n % 25 == 0 or n == len(futures):
-                print(f"  {n}/{len(futures)} heads, {time.perf_counter() - t0:.0f} s", flush=True)
+    for fold, seed, scores in train_many(_task, head_jobs(videos, folds_of, group, test_seeds), data, root, workers):
+        got.setdefault((fold, seed), {}).update(scores)
     seconds = time.perf_counter() - t0
     out: dict = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
                  "test_seeds": test_seeds, "folds": len(folds_of), "seconds": seconds, "readings": {}}
@@ -109,17 +84,7 @@ def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", choices=["tvsum", "youtube_dev"], default="tvsum")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--group", type=int, default=5, help="seeds averaged into one model")
-    ap.add_argument("--test-seeds", type=int, default=25, help="seeds trained on all training videos")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/hl-ensembles"))
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
-    load(args.data, args.work)  # import the cache once, before the workers read it
+    args = arguments(__doc__, 25, argv)
     r = measure(args.data, args.work, args.folds, args.group, args.test_seeds, args.workers)
     print(f"{args.data}: {r['train_videos']} train / {r['test_videos']} test videos, {r['folds']} validation folds, "
           f"{args.test_seeds} test seeds, {r['seconds']:.0f} s")

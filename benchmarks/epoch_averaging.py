@@ -17,31 +17,21 @@ than the last epoch on both datasets; the test figures are printed beside it, ne
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from seed_folds import arguments, head_jobs, split_for, train_many  # noqa: E402
 from selection_power import figure, load, pooled_folds  # noqa: E402
 
 WINDOWS = {"6-30": (6, 30), "16-30": (16, 30)}  # epochs averaged, 1-based and inclusive
 READINGS = ("last", *(f"{kind}{w}" for kind in ("scores", "swa") for w in WINDOWS))
-_VIDEOS: list = []
-
-
-def _init(data: str, root: str) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    _VIDEOS.extend(load(data, Path(root)))
 
 
 def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tuple[int | None, int, dict]:
@@ -52,12 +42,7 @@ def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tup
 
     from hl.heads.fit import HeadConfig, fit, score
 
-    train = [v for v in _VIDEOS if v.domain == domain and v.split == "train"]
-    if fold is None:
-        fit_on, out = train, [v for v in _VIDEOS if v.domain == domain and v.split == "test"]
-    else:
-        fit_on = [v for v in train if v.video.video_id not in held]
-        out = [v for v in train if v.video.video_id in held]
+    fit_on, out = split_for(domain, fold, held)
     videos = [v.video for v in out]
     config = HeadConfig()
     per_epoch: dict[int, list[np.ndarray]] = {}
@@ -93,22 +78,12 @@ def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, work
     videos = load(data, root)
     train = [v for v in videos if v.split == "train"]
     test = [v for v in videos if v.split == "test"]
-    domains = sorted({v.domain for v in videos})
     folds_of = [[train[i] for i in f] for f in pooled_folds(train, folds)]
-    jobs = [(d, f, frozenset(v.video.video_id for v in held if v.domain == d), s)
-            for f, held in enumerate(folds_of) for d in domains for s in range(group)
-            if any(v.domain == d for v in held)]
-    jobs += [(d, None, frozenset(), s) for s in range(test_seeds) for d in domains]
     t0 = time.perf_counter()
     got: dict[tuple[str, int | None, int], dict] = {}  # (reading, fold or None, seed) -> {video_id: scores}
-    with ProcessPoolExecutor(workers, initializer=_init, initargs=(data, str(root))) as pool:
-        futures = [pool.submit(_task, *j) for j in jobs]
-        for n, fut in enumerate(futures, 1):
-            fold, seed, reads = fut.result()
-            for r, scores in reads.items():
-                got.setdefault((r, fold, seed), {}).update(scores)
-            if n % 25 == 0 or n == len(futures):
-                print(f"  {n}/{len(futures)} heads, {time.perf_counter() - t0:.0f} s", flush=True)
+    for fold, seed, reads in train_many(_task, head_jobs(videos, folds_of, group, test_seeds), data, root, workers):
+        for r, scores in reads.items():
+            got.setdefault((r, fold, seed), {}).update(scores)
     out: dict = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
                  "test_seeds": test_seeds, "folds": len(folds_of), "seconds": time.perf_counter() - t0,
                  "readings": {}}
@@ -126,17 +101,7 @@ def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", choices=["tvsum", "youtube_dev"], default="tvsum")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--group", type=int, default=5, help="seeds per fold; seeds averaged into one model")
-    ap.add_argument("--test-seeds", type=int, default=10, help="seeds trained on all training videos")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/hl-ensembles"))
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
-    load(args.data, args.work)  # import the cache once, before the workers read it
+    args = arguments(__doc__, 10, argv)
     r = measure(args.data, args.work, args.folds, args.group, args.test_seeds, args.workers)
     print(f"{args.data}: {r['train_videos']} train / {r['test_videos']} test videos, {r['folds']} validation folds, "
           f"{args.test_seeds} test seeds, {r['seconds']:.0f} s")
