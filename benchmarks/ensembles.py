@@ -17,7 +17,6 @@ Heads train in ``--workers`` processes with one torch thread each. ``--json`` ke
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from scipy.ndimage import gaussian_filter1d
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seed_folds import arguments, head_jobs, split_for, train_many  # noqa: E402
+from seed_folds import head_jobs, main, split_for, train_many  # noqa: E402
 from selection_power import figure, load, pooled_folds  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # Gaussian smoothing of a score curve, in segments (0: none)
@@ -83,19 +82,11 @@ def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, work
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, 25, argv)
-    r = measure(args.data, args.work, args.folds, args.group, args.test_seeds, args.workers)
-    print(f"{args.data}: {r['train_videos']} train / {r['test_videos']} test videos, {r['folds']} validation folds, "
-          f"{args.test_seeds} test seeds, {r['seconds']:.0f} s")
-    print(f"  {'reading':22s} {'validation':>10s}   test (mean +- std)")
-    for name, x in r["readings"].items():
-        print(f"  {name:22s} {x['validation']:10.4f}   {x['test_mean']:.4f} +- {x['test_std']:.4f} "
-              f"(n={len(x['test'])})")
-    if args.json:
-        args.json.write_text(json.dumps(r, indent=1))
-    return 0
+def table(r: dict, args) -> list[str]:
+    return [f"  {'reading':22s} {'validation':>10s}   test (mean +- std)",
+            *(f"  {name:22s} {x['validation']:10.4f}   {x['test_mean']:.4f} +- {x['test_std']:.4f} (n={len(x['test'])})"
+              for name, x in r["readings"].items())]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, 25, None, measure, table))

@@ -18,7 +18,6 @@ than the last epoch on both datasets; the test figures are printed beside it, ne
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seed_folds import arguments, head_jobs, split_for, train_many  # noqa: E402
+from seed_folds import head_jobs, main, split_for, train_many  # noqa: E402
 from selection_power import figure, load, pooled_folds  # noqa: E402
 
 WINDOWS = {"6-30": (6, 30), "16-30": (16, 30)}  # epochs averaged, 1-based and inclusive
@@ -100,19 +99,12 @@ def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, work
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, 10, argv)
-    r = measure(args.data, args.work, args.folds, args.group, args.test_seeds, args.workers)
-    print(f"{args.data}: {r['train_videos']} train / {r['test_videos']} test videos, {r['folds']} validation folds, "
-          f"{args.test_seeds} test seeds, {r['seconds']:.0f} s")
-    print(f"  {'reading':12s} {'validation':>10s}   {'test, one seed':>22s}   test, mean of {args.group} seeds")
-    for name, x in r["readings"].items():
-        print(f"  {name:12s} {x['validation']:10.4f}   {x['test_mean']:.4f} +- {x['test_std']:.4f} (n={len(x['test'])})"
-              f"   {x['group_test_mean']:.4f} +- {x['group_test_std']:.4f} (n={len(x['group_test'])})")
-    if args.json:
-        args.json.write_text(json.dumps(r, indent=1))
-    return 0
+def table(r: dict, args) -> list[str]:
+    head = f"  {'reading':12s} {'validation':>10s}   {'test, one seed':>22s}   test, mean of {args.group} seeds"
+    return [head, *(f"  {name:12s} {x['validation']:10.4f}   {x['test_mean']:.4f} +- {x['test_std']:.4f} "
+                    f"(n={len(x['test'])})   {x['group_test_mean']:.4f} +- {x['group_test_std']:.4f} "
+                    f"(n={len(x['group_test'])})" for name, x in r["readings"].items())]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, 10, None, measure, table))

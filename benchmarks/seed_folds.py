@@ -13,6 +13,7 @@ both lists.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -73,3 +74,17 @@ def arguments(doc: str, test_seeds: int, argv: list[str] | None) -> argparse.Nam
     args.work.mkdir(parents=True, exist_ok=True)
     load(args.data, args.work)
     return args
+
+
+def main(doc: str, test_seeds: int, argv: list[str] | None, measure: Callable[..., dict],
+         table: Callable[[dict, argparse.Namespace], list[str]]) -> int:
+    """A benchmark's command: parse the shared arguments, ``measure``, print a header line and ``table``'s lines,
+    keep the result in ``--json``."""
+    args = arguments(doc, test_seeds, argv)
+    result = measure(args.data, args.work, args.folds, args.group, args.test_seeds, args.workers)
+    print(f"{args.data}: {result['train_videos']} train / {result['test_videos']} test videos, "
+          f"{result['folds']} validation folds, {args.test_seeds} test seeds, {result['seconds']:.0f} s")
+    print("\n".join(table(result, args)))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
