@@ -18,7 +18,6 @@ Heads train in ``--workers`` processes with one torch thread each. ``--json`` ke
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,8 @@ from scipy.ndimage import gaussian_filter1d
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seed_folds import head_jobs, main, split_for, train_many  # noqa: E402
-from selection_power import figure, load, pooled_folds  # noqa: E402
+from seed_folds import heads_on_folds, main, split_for  # noqa: E402
+from selection_power import figure  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # Gaussian smoothing of a score curve, in segments (0: none)
 
@@ -54,17 +53,11 @@ def reading(videos: list, per_seed: list[dict], sigma: float) -> float:
 
 
 def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, workers: int) -> dict:
-    videos = load(data, root)
-    train = [v for v in videos if v.split == "train"]
-    test = [v for v in videos if v.split == "test"]
-    folds_of = [[train[i] for i in f] for f in pooled_folds(train, folds)]  # held-out videos of each fold
-    t0 = time.perf_counter()
+    out, test, folds_of, results = heads_on_folds(_task, data, root, folds, group, test_seeds, workers)
     got: dict[tuple[int | None, int], dict] = {}  # (fold, or None for the test videos; seed) -> {video_id: scores}
-    for fold, seed, scores in train_many(_task, head_jobs(videos, folds_of, group, test_seeds), data, root, workers):
+    for fold, seed, scores in results:
         got.setdefault((fold, seed), {}).update(scores)
-    seconds = time.perf_counter() - t0
-    out: dict = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
-                 "test_seeds": test_seeds, "folds": len(folds_of), "seconds": seconds, "readings": {}}
+    out["readings"] = {}
     for sigma in SIGMAS:
         for k in (1, group):
             val = []

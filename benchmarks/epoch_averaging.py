@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seed_folds import head_jobs, main, split_for, train_many  # noqa: E402
-from selection_power import figure, load, pooled_folds  # noqa: E402
+from ensembles import reading  # noqa: E402
+from seed_folds import heads_on_folds, main, split_for  # noqa: E402
 
 WINDOWS = {"6-30": (6, 30), "16-30": (16, 30)}  # epochs averaged, 1-based and inclusive
 READINGS = ("last", *(f"{kind}{w}" for kind in ("scores", "swa") for w in WINDOWS))
@@ -37,15 +36,13 @@ def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tup
     """One head of `domain`, trained on its training videos outside `held` and read every way on the held-out
     videos (fold None: trained on all of them, read on the test videos). Returns (fold, seed,
     {reading: {video_id: scores}})."""
-    import torch
-
     from hl.heads.fit import HeadConfig, fit, score
 
     fit_on, out = split_for(domain, fold, held)
     videos = [v.video for v in out]
     config = HeadConfig()
     per_epoch: dict[int, list[np.ndarray]] = {}
-    weight_sums: dict[str, dict[str, torch.Tensor]] = {}
+    weight_sums: dict[str, dict] = {}  # window -> {state dict key: the sum of its epochs' tensors}
 
     def watch(epoch: int, model) -> None:
         e = epoch + 1
@@ -61,37 +58,26 @@ def _task(domain: str, fold: int | None, held: frozenset[str], seed: int) -> tup
     for name, (lo, hi) in WINDOWS.items():
         epochs = range(lo, min(hi, config.epochs) + 1)
         read[f"scores{name}"] = [np.mean([per_epoch[e][i] for e in epochs], axis=0) for i in range(len(videos))]
+        state = model.state_dict()
         swa = copy.deepcopy(model)
-        swa.load_state_dict({k: (s / len(epochs)).to(t.dtype) for (k, s), t in
-                             zip(weight_sums[name].items(), model.state_dict().values())})
+        swa.load_state_dict({k: (s / len(epochs)).to(state[k].dtype) for k, s in weight_sums[name].items()})
         read[f"swa{name}"] = score(swa, videos)
     return fold, seed, {r: {v.video.video_id: s.astype(np.float64) for v, s in zip(out, read[r])} for r in READINGS}
 
 
-def reading(videos: list, per_seed: list[dict]) -> float:
-    """The dataset's figure of the mean of `per_seed` ({video_id: scores} per seed)."""
-    return figure(videos, [np.mean([p[v.video.video_id] for p in per_seed], axis=0) for v in videos])
-
-
 def measure(data: str, root: Path, folds: int, group: int, test_seeds: int, workers: int) -> dict:
-    videos = load(data, root)
-    train = [v for v in videos if v.split == "train"]
-    test = [v for v in videos if v.split == "test"]
-    folds_of = [[train[i] for i in f] for f in pooled_folds(train, folds)]
-    t0 = time.perf_counter()
+    out, test, folds_of, results = heads_on_folds(_task, data, root, folds, group, test_seeds, workers)
     got: dict[tuple[str, int | None, int], dict] = {}  # (reading, fold or None, seed) -> {video_id: scores}
-    for fold, seed, reads in train_many(_task, head_jobs(videos, folds_of, group, test_seeds), data, root, workers):
+    for fold, seed, reads in results:
         for r, scores in reads.items():
             got.setdefault((r, fold, seed), {}).update(scores)
-    out: dict = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
-                 "test_seeds": test_seeds, "folds": len(folds_of), "seconds": time.perf_counter() - t0,
-                 "readings": {}}
+    out["readings"] = {}
     groups = [list(range(g, g + group)) for g in range(0, test_seeds - group + 1, group)]
     for r in READINGS:
-        val = [float(np.mean([reading(held, [got[(r, f, s)]]) for s in range(group)]))
+        val = [float(np.mean([reading(held, [got[(r, f, s)]], 0.0) for s in range(group)]))
                for f, held in enumerate(folds_of)]
-        one = [reading(test, [got[(r, None, s)]]) for s in range(test_seeds)]
-        mean_k = [reading(test, [got[(r, None, s)] for s in g]) for g in groups]
+        one = [reading(test, [got[(r, None, s)]], 0.0) for s in range(test_seeds)]
+        mean_k = [reading(test, [got[(r, None, s)] for s in g], 0.0) for g in groups]
         out["readings"][r] = {"validation": float(np.mean(val)), "validation_folds": val,
                               "test_mean": float(np.mean(one)), "test_std": float(np.std(one)), "test": one,
                               "group_test_mean": float(np.mean(mean_k)), "group_test_std": float(np.std(mean_k)),

@@ -22,8 +22,8 @@ from selection_power import load  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from hl.heads.fit import HeadConfig, fit
-    from hl.heads.presets import merge_fields, preset_fields
+    from hl.heads.fit import fit
+    from hl.heads.presets import preset_config
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domain", default="BK")
@@ -34,11 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     train = [v.video for v in load("tvsum", args.work) if v.domain == args.domain and v.split == "train"]
-    base = merge_fields(HeadConfig().to_dict(), preset_fields("hpcl-paper-tvsum"))
     cpu: dict[str, list[float]] = {"late": [], "early": []}
     for rep in range(args.reps):
         for fusion in cpu:
-            cfg = HeadConfig.from_dict(merge_fields(base, {"epochs": args.epochs, "arch": {"fusion": fusion}}))
+            cfg = preset_config("hpcl-paper-tvsum", epochs=args.epochs, arch={"fusion": fusion})
             t0 = time.process_time()
             fit(train, cfg, seed=rep)
             cpu[fusion].append(time.process_time() - t0)

@@ -3,8 +3,8 @@
 ``test_seeds`` seeds on all training videos), a process pool whose workers load the videos once, and the command
 line both share.
 
-    jobs = head_jobs(videos, folds_of, group, test_seeds)
-    for fold, seed, result in train_many(task, jobs, data, root, workers): ...
+    header, test, folds_of, results = heads_on_folds(task, data, root, folds, group, test_seeds, workers)
+    for fold, seed, result in results: ...        # fold None: the test videos
 
 A task is ``task(domain, fold, held, seed)``: fold None trains on all the domain's training videos and reads the
 test videos, fold j trains outside ``held`` (the domain's held-out video ids) and reads them; ``split_for`` gives
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from selection_power import load
+from selection_power import load, pooled_folds
 
 VIDEOS: list = []  # a worker's videos, loaded once by _init
 
@@ -58,6 +58,21 @@ def train_many(task: Callable, jobs: list[tuple], data: str, root: Path, workers
             yield fut.result()
             if n % 25 == 0 or n == len(futures):
                 print(f"  {n}/{len(futures)} heads, {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def heads_on_folds(task: Callable, data: str, root: Path, folds: int, group: int, test_seeds: int, workers: int
+                   ) -> tuple[dict, list, list[list], list[tuple]]:
+    """Every head of :func:`head_jobs` trained by `task`. Returns the result's header (data, video counts, seeds,
+    folds, seconds), the test videos, the held-out training videos of each fold, and the tasks' results."""
+    videos = load(data, root)
+    train = [v for v in videos if v.split == "train"]
+    test = [v for v in videos if v.split == "test"]
+    folds_of = [[train[i] for i in f] for f in pooled_folds(train, folds)]
+    t0 = time.perf_counter()
+    results = list(train_many(task, head_jobs(videos, folds_of, group, test_seeds), data, root, workers))
+    header = {"data": data, "train_videos": len(train), "test_videos": len(test), "group": group,
+              "test_seeds": test_seeds, "folds": len(folds_of), "seconds": time.perf_counter() - t0}
+    return header, test, folds_of, results
 
 
 def arguments(doc: str, test_seeds: int, argv: list[str] | None) -> argparse.Namespace:
